@@ -1,0 +1,168 @@
+/* -*- c++ -*- */
+/*
+ * Copyright 2026 gr-semcom authors.
+ *
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#include "fading_interference_channel_cc_impl.h"
+#include "link_powers.h"
+#include <gnuradio/io_signature.h>
+#include <cmath>
+#include <stdexcept>
+
+namespace gr {
+namespace semcom {
+
+namespace {
+const pmt::pmt_t CMD_PORT = pmt::mp("cmd");
+const pmt::pmt_t SNR_KEY = pmt::mp("snr_db");
+const pmt::pmt_t SINR_KEY = pmt::mp("sinr_db");
+
+bool parse_channel_type(const std::string& type)
+{
+    if (type == "awgn")
+        return false;
+    if (type == "rayleigh")
+        return true;
+    throw std::invalid_argument("unknown channel type '" + type +
+                                "' (expected 'awgn' or 'rayleigh')");
+}
+} // namespace
+
+fading_interference_channel_cc::sptr
+fading_interference_channel_cc::make(const std::string& channel_type,
+                                     int coherence_len,
+                                     double snr_db,
+                                     double sinr_db,
+                                     double signal_power,
+                                     uint64_t seed)
+{
+    return gnuradio::make_block_sptr<fading_interference_channel_cc_impl>(
+        channel_type, coherence_len, snr_db, sinr_db, signal_power, seed);
+}
+
+fading_interference_channel_cc_impl::fading_interference_channel_cc_impl(
+    const std::string& channel_type,
+    int coherence_len,
+    double snr_db,
+    double sinr_db,
+    double signal_power,
+    uint64_t seed)
+    : gr::sync_block("fading_interference_channel_cc",
+                     gr::io_signature::make(2, 2, sizeof(gr_complex)),
+                     gr::io_signature::make(2, 2, sizeof(gr_complex))),
+      d_rayleigh(parse_channel_type(channel_type)),
+      d_coherence_len(coherence_len),
+      d_signal_power(signal_power),
+      d_rng(seed),
+      d_normal(0.0f, 1.0f),
+      d_h(1.0f, 0.0f),
+      d_g(1.0f, 0.0f),
+      d_block_pos(0)
+{
+    if (coherence_len < 1)
+        throw std::invalid_argument("coherence length must be >= 1 symbol, got " +
+                                    std::to_string(coherence_len));
+    update_powers(snr_db, sinr_db);
+
+    // Input 0 tags go to both outputs (done in work); interferer tags are dropped.
+    set_tag_propagation_policy(TPP_DONT);
+
+    message_port_register_in(CMD_PORT);
+    set_msg_handler(CMD_PORT, [this](const pmt::pmt_t& msg) { handle_cmd(msg); });
+}
+
+fading_interference_channel_cc_impl::~fading_interference_channel_cc_impl() {}
+
+void fading_interference_channel_cc_impl::update_powers(double snr_db, double sinr_db)
+{
+    const link_powers p(snr_db, sinr_db, d_signal_power); // throws before any change
+    gr::thread::scoped_lock lock(d_setlock);
+    d_snr_db = snr_db;
+    d_sinr_db = sinr_db;
+    d_noise_var = p.noise_var;
+    d_int_power = p.interference_power;
+    d_sig_amp = static_cast<float>(std::sqrt(d_signal_power));
+    d_int_amp = static_cast<float>(std::sqrt(p.interference_power));
+    d_noise_amp = static_cast<float>(std::sqrt(p.noise_var / 2.0));
+}
+
+void fading_interference_channel_cc_impl::set_snr_db(double snr_db)
+{
+    update_powers(snr_db, d_sinr_db);
+}
+
+void fading_interference_channel_cc_impl::set_sinr_db(double sinr_db)
+{
+    update_powers(d_snr_db, sinr_db);
+}
+
+void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)
+{
+    pmt::pmt_t dict = msg;
+    if (pmt::is_pair(msg) && !pmt::is_dict(msg))
+        dict = pmt::dict_add(pmt::make_dict(), pmt::car(msg), pmt::cdr(msg));
+    if (!pmt::is_dict(dict)) {
+        d_logger->warn("cmd: expected a dict or a pair, got {}", pmt::write_string(msg));
+        return;
+    }
+    double snr = d_snr_db, sinr = d_sinr_db;
+    try {
+        if (pmt::dict_has_key(dict, SNR_KEY))
+            snr = pmt::to_double(pmt::dict_ref(dict, SNR_KEY, pmt::PMT_NIL));
+        if (pmt::dict_has_key(dict, SINR_KEY))
+            sinr = pmt::to_double(pmt::dict_ref(dict, SINR_KEY, pmt::PMT_NIL));
+        update_powers(snr, sinr);
+    } catch (const std::exception& e) {
+        // A bad command must not kill a running flowgraph: keep the old values.
+        d_logger->warn("cmd ignored ({}): {}", e.what(), pmt::write_string(msg));
+    }
+}
+
+gr_complex fading_interference_channel_cc_impl::draw_cn01()
+{
+    constexpr float inv_sqrt2 = 0.70710678118654752f;
+    const float re = d_normal(d_rng);
+    const float im = d_normal(d_rng);
+    return gr_complex(re * inv_sqrt2, im * inv_sqrt2);
+}
+
+int fading_interference_channel_cc_impl::work(int noutput_items,
+                                              gr_vector_const_void_star& input_items,
+                                              gr_vector_void_star& output_items)
+{
+    const auto* z = static_cast<const gr_complex*>(input_items[0]);
+    const auto* u = static_cast<const gr_complex*>(input_items[1]);
+    auto* y = static_cast<gr_complex*>(output_items[0]);
+    auto* h_out = static_cast<gr_complex*>(output_items[1]);
+
+    gr::thread::scoped_lock lock(d_setlock);
+    const float a_s = d_sig_amp, a_i = d_int_amp, a_n = d_noise_amp;
+
+    for (int i = 0; i < noutput_items; i++) {
+        if (d_rayleigh && d_block_pos == 0) {
+            d_h = draw_cn01();
+            d_g = draw_cn01();
+        }
+        if (++d_block_pos == static_cast<uint64_t>(d_coherence_len))
+            d_block_pos = 0;
+        // Draw the noise even at zero power so the stream of draws, and thus the
+        // fading sequence, does not depend on SNR.
+        const float nr = d_normal(d_rng);
+        const float ni = d_normal(d_rng);
+        y[i] = a_s * d_h * z[i] + a_i * d_g * u[i] + gr_complex(a_n * nr, a_n * ni);
+        h_out[i] = d_h;
+    }
+
+    std::vector<gr::tag_t> tags;
+    get_tags_in_window(tags, 0, 0, noutput_items);
+    for (const auto& tag : tags) {
+        add_item_tag(0, tag);
+        add_item_tag(1, tag);
+    }
+    return noutput_items;
+}
+
+} /* namespace semcom */
+} /* namespace gr */

@@ -1,0 +1,24 @@
+#
+# Copyright 2026 gr-semcom authors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+"""gr-semcom: semantic image links with deep JSCC and diffusion receivers.
+
+C++ blocks (pybind11): fading_interference_channel_cc, mmse_equalizer_cc.
+Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source.
+GNU Radio-free maths lives in gnuradio.semcom.core.
+"""
+
+# A missing or broken C++ extension must fail here, not later as an AttributeError.
+try:
+    from .semcom_python import *  # noqa: F401,F403
+except ImportError as exc:
+    raise ImportError(
+        "gnuradio.semcom: the C++ extension semcom_python did not load "
+        f"({exc}). Rebuild and install the module (see README.md)."
+    ) from exc
+
+#from .symbol_mapper import symbol_mapper  # noqa: E402,F401
+#from .symbol_demapper import symbol_demapper  # noqa: E402,F401
+#from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401
