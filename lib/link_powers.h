@@ -34,7 +34,7 @@ struct link_powers {
         if (std::isnan(sinr_db) || sinr_db == -INFINITY)
             throw std::invalid_argument("SINR must be a number in dB or +inf, got " +
                                         std::to_string(sinr_db));
-        if (sinr_db > snr_db)
+        if (!std::isinf(sinr_db) && sinr_db > snr_db)
             throw std::invalid_argument("SINR (" + std::to_string(sinr_db) +
                                         " dB) cannot exceed SNR (" +
                                         std::to_string(snr_db) + " dB)");

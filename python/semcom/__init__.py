@@ -19,6 +19,6 @@ except ImportError as exc:
         f"({exc}). Rebuild and install the module (see README.md)."
     ) from exc
 
-#from .symbol_mapper import symbol_mapper  # noqa: E402,F401
-#from .symbol_demapper import symbol_demapper  # noqa: E402,F401
-#from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401
+from .symbol_mapper import symbol_mapper  # noqa: E402,F401
+from .symbol_demapper import symbol_demapper  # noqa: E402,F401
+from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401

@@ -1,0 +1,42 @@
+"""symbol_demapper: complex symbol PDU -> latent PDU (float32, length 2k)."""
+
+import pmt
+import torch
+from gnuradio import gr
+
+from .core.mapping import from_symbols
+from .pdu_util import make_pdu, split_pdu
+
+
+class symbol_demapper(gr.basic_block):
+    """s = [Re z; Im z] / scale, the inverse of symbol_mapper.
+
+    With undo_scale=True the "power_scale" metadata (added by symbol_mapper, carried
+    through the channel as a stream tag) is divided out; PDUs without it are dropped.
+    With undo_scale=False the normalised latent is passed on as it is.
+    After each PDU it publishes the PDU's metadata on "ack" (see AckPacer).
+    """
+
+    def __init__(self, undo_scale=True):
+        gr.basic_block.__init__(self, name="symbol_demapper", in_sig=None, out_sig=None)
+        self.undo_scale = bool(undo_scale)
+        self.message_port_register_in(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("ack"))
+        self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
+
+    def handle_pdu(self, msg):
+        parts = split_pdu(msg, "c32", self.logger)
+        if parts is None:
+            return
+        meta, z = parts
+        scale = 1.0
+        if self.undo_scale:
+            value = pmt.dict_ref(meta, pmt.intern("power_scale"), pmt.PMT_NIL)
+            if not pmt.is_number(value) or not pmt.to_double(value) > 0:
+                self.logger.error("dropped a symbol PDU without a positive 'power_scale'")
+                return
+            scale = pmt.to_double(value)
+        latent = from_symbols(torch.from_numpy(z), scale).numpy()
+        self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, latent))
+        self.message_port_pub(pmt.intern("ack"), meta)

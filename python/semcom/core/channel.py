@@ -46,7 +46,7 @@ def link_powers(snr_db, sinr_db=math.inf, signal_power: float = 1.0) -> LinkPowe
     snr_db, sinr_db = parse_db(snr_db), parse_db(sinr_db)
     if not (signal_power > 0 and math.isfinite(signal_power)):
         raise ValueError(f"signal power must be finite and > 0, got {signal_power}")
-    if sinr_db > snr_db:
+    if not math.isinf(sinr_db) and sinr_db > snr_db:
         raise ValueError(f"SINR ({sinr_db} dB) cannot exceed SNR ({snr_db} dB)")
     noise_var = 0.0 if math.isinf(snr_db) else signal_power * 10.0 ** (-snr_db / 10.0)
     if math.isinf(sinr_db):
