@@ -18,6 +18,46 @@ namespace {
 const pmt::pmt_t CMD_PORT = pmt::mp("cmd");
 const pmt::pmt_t POWER_KEY = pmt::mp("signal_power");
 const pmt::pmt_t NOISE_KEY = pmt::mp("noise_var");
+
+// w = sqrt(Ps) conj(h) / (Ps |h|^2 + sigma^2), zhat = w y, on interleaved (re, im) floats.
+// Plain float arithmetic: std::complex multiplication carries NaN/Inf recovery branches
+// that block vectorisation. target_clones builds AVX2/AVX/baseline versions and picks
+// one at load time, as VOLK would, without a VOLK kernel of our own.
+// w == nullptr: the weight output is not connected; skip writing it.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "avx", "default")))
+#endif
+void mmse_kernel(const float* __restrict y,
+                 const float* __restrict h,
+                 float* __restrict zhat,
+                 float* __restrict w,
+                 int n,
+                 float ps,
+                 float amp,
+                 float nv)
+{
+    if (w) {
+        for (int i = 0; i < n; i++) {
+            const float hr = h[2 * i], hi = h[2 * i + 1];
+            const float yr = y[2 * i], yi = y[2 * i + 1];
+            const float scale = amp / (ps * (hr * hr + hi * hi) + nv);
+            const float wr = scale * hr, wi = -scale * hi;
+            w[2 * i] = wr;
+            w[2 * i + 1] = wi;
+            zhat[2 * i] = wr * yr - wi * yi;
+            zhat[2 * i + 1] = wr * yi + wi * yr;
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const float hr = h[2 * i], hi = h[2 * i + 1];
+            const float yr = y[2 * i], yi = y[2 * i + 1];
+            const float scale = amp / (ps * (hr * hr + hi * hi) + nv);
+            const float wr = scale * hr, wi = -scale * hi;
+            zhat[2 * i] = wr * yr - wi * yi;
+            zhat[2 * i + 1] = wr * yi + wi * yr;
+        }
+    }
+}
 } // namespace
 
 mmse_equalizer_cc::sptr mmse_equalizer_cc::make(double signal_power, double noise_var)
@@ -28,10 +68,12 @@ mmse_equalizer_cc::sptr mmse_equalizer_cc::make(double signal_power, double nois
 mmse_equalizer_cc_impl::mmse_equalizer_cc_impl(double signal_power, double noise_var)
     : gr::sync_block("mmse_equalizer_cc",
                      gr::io_signature::make(2, 2, sizeof(gr_complex)),
-                     gr::io_signature::make(2, 2, sizeof(gr_complex)))
+                     gr::io_signature::make(1, 2, sizeof(gr_complex)))
 {
     update(signal_power, noise_var);
-    set_tag_propagation_policy(TPP_ONE_TO_ONE); // y -> zhat, h -> w
+    // y's tags -> zhat, h's tags -> w (done in work: w is optional, so TPP_ONE_TO_ONE,
+    // which needs as many outputs as inputs, does not apply).
+    set_tag_propagation_policy(TPP_DONT);
     message_port_register_in(CMD_PORT);
     set_msg_handler(CMD_PORT, [this](const pmt::pmt_t& msg) { handle_cmd(msg); });
 }
@@ -86,13 +128,6 @@ int mmse_equalizer_cc_impl::work(int noutput_items,
                                  gr_vector_const_void_star& input_items,
                                  gr_vector_void_star& output_items)
 {
-    // Plain float arithmetic on the interleaved (re, im) pairs: std::complex
-    // multiplication carries NaN/Inf recovery branches that block vectorisation.
-    const float* __restrict y = static_cast<const float*>(input_items[0]);
-    const float* __restrict h = static_cast<const float*>(input_items[1]);
-    float* __restrict zhat = static_cast<float*>(output_items[0]);
-    float* __restrict w = static_cast<float*>(output_items[1]);
-
     float ps, amp, nv;
     {
         gr::thread::scoped_lock lock(d_setlock);
@@ -100,17 +135,20 @@ int mmse_equalizer_cc_impl::work(int noutput_items,
         amp = static_cast<float>(std::sqrt(d_signal_power));
         nv = static_cast<float>(d_noise_var);
     }
+    mmse_kernel(static_cast<const float*>(input_items[0]),
+                static_cast<const float*>(input_items[1]),
+                static_cast<float*>(output_items[0]),
+                output_items.size() > 1 ? static_cast<float*>(output_items[1]) : nullptr,
+                noutput_items,
+                ps,
+                amp,
+                nv);
 
-    for (int i = 0; i < noutput_items; i++) {
-        const float hr = h[2 * i], hi = h[2 * i + 1];
-        const float yr = y[2 * i], yi = y[2 * i + 1];
-        // w = sqrt(Ps) conj(h) / (Ps |h|^2 + sigma^2)
-        const float scale = amp / (ps * (hr * hr + hi * hi) + nv);
-        const float wr = scale * hr, wi = -scale * hi;
-        w[2 * i] = wr;
-        w[2 * i + 1] = wi;
-        zhat[2 * i] = wr * yr - wi * yi;
-        zhat[2 * i + 1] = wr * yi + wi * yr;
+    std::vector<gr::tag_t> tags;
+    for (size_t port = 0; port < output_items.size(); port++) {
+        get_tags_in_window(tags, port, 0, noutput_items);
+        for (const auto& tag : tags)
+            add_item_tag(port, tag);
     }
     return noutput_items;
 }

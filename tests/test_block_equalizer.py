@@ -60,3 +60,17 @@ def test_setters_change_output():
 def test_invalid_parameters_raise(args):
     with pytest.raises(ValueError):
         semcom.mmse_equalizer_cc(*args)
+
+
+def test_weight_output_is_optional(rng):
+    n = 5000
+    y = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64)
+    h = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64)
+    tb = gr.top_block()
+    eq, zs = semcom.mmse_equalizer_cc(1.0, 0.2), blocks.vector_sink_c()
+    tb.connect(blocks.vector_source_c(y), (eq, 0))
+    tb.connect(blocks.vector_source_c(h), (eq, 1))
+    tb.connect((eq, 0), zs)
+    tb.run()
+    ref_z, _ = mmse_equalize(torch.from_numpy(y), torch.from_numpy(h), 1.0, 0.2)
+    np.testing.assert_allclose(np.array(zs.data()), ref_z.numpy(), rtol=5e-6, atol=1e-6)

@@ -129,3 +129,18 @@ def test_interference_raises_latent_error():
         errs[sinr] = np.mean(e)
     # AWGN, unit-power symbols: error ~ 1/SINR in symbol units (x 1/scale^2 ~ latent power).
     assert errs[0.0] > 30 * errs[float("inf")]
+
+
+@pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
+@pytest.mark.parametrize("snr_db, sinr_db", [(10.0, float("inf")), (20.0, 0.0)])
+def test_gaussian_link_latent_error_matches_closed_form(channel, snr_db, sinr_db):
+    """The whole GNU Radio chain (mapper, stock PDU blocks, channel, MMSE, demapper)
+    reproduces the MMSE error predicted in closed form."""
+    from gnuradio.semcom.core.equalizer import mmse_symbol_error
+    tb = semcom.gaussian_link(512, 40, snr_db, sinr_db, channel, seed=5)
+    tb.run()
+    sent, received = tb.latents()
+    assert len(sent) == 40
+    mse = np.mean((received - sent) ** 2) / np.mean(sent ** 2)
+    # 20480 symbols: ~1 % sampling error at 10 dB; the heavy Rayleigh/interference tail needs more.
+    assert 10 * np.log10(mse) == pytest.approx(10 * np.log10(mmse_symbol_error(channel, snr_db, sinr_db)), abs=0.3)

@@ -80,3 +80,12 @@ def test_mmse_error_matches_closed_form():
     predicted = p.noise_var / (p.signal_power * out.h.abs().square() + p.noise_var)
     err = (zhat - z).abs().square()
     assert err.mean().item() == pytest.approx(predicted.mean().item(), rel=0.01)
+
+
+@pytest.mark.parametrize("channel_type", ["awgn", "rayleigh"])
+@pytest.mark.parametrize("snr_db, sinr_db", [(10.0, math.inf), (20.0, 0.0), (0.0, -2.0)])
+def test_mmse_symbol_error_closed_form_matches_monte_carlo(channel_type, snr_db, sinr_db):
+    from gnuradio.semcom.core.equalizer import mmse_symbol_error
+    z, u, out, zhat, w = _link(channel_type, snr_db, sinr_db, seed=4)
+    mc = (zhat - z).abs().square().mean().item()
+    assert 10 * math.log10(mc) == pytest.approx(10 * math.log10(mmse_symbol_error(channel_type, snr_db, sinr_db)), abs=0.05)

@@ -22,3 +22,4 @@ except ImportError as exc:
 from .symbol_mapper import symbol_mapper  # noqa: E402,F401
 from .symbol_demapper import symbol_demapper  # noqa: E402,F401
 from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401
+from .gaussian_link import gaussian_link  # noqa: E402,F401

@@ -21,7 +21,7 @@ namespace semcom {
  * \details
  * w_i = sqrt(Ps) conj(h_i) / (Ps |h_i|^2 + sigma^2),  zhat_i = w_i y_i.
  *
- * Input 0 is the received y, input 1 the CSI h. Output 0 is zhat, output 1 the
+ * Input 0 is the received y, input 1 the CSI h. Output 0 is zhat, output 1 (optional) the
  * weight w that the diffusion receivers need for the real-valued model
  * xhat = A x + B i + C e. Tags on y go to zhat, tags on h go to w.
  * Ps and sigma^2 can be changed at run time with the setters or a message on

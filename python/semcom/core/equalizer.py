@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .channel import link_powers
 from .mapping import complex_to_real, real_to_complex
 
 
@@ -63,3 +64,26 @@ def lemma1(w: torch.Tensor, h: torch.Tensor, signal_power: float,
 def noise_direction(w: torch.Tensor, n: torch.Tensor, noise_var: float) -> torch.Tensor:
     """The standard-normal e (real form) with C e = real form of w n, for known draws."""
     return complex_to_real(w / w.abs() * n / math.sqrt(noise_var / 2.0))
+
+
+def mmse_symbol_error(channel_type: str, snr_db, sinr_db=math.inf, signal_power: float = 1.0) -> float:
+    """Closed-form E|zhat - z|^2 of the MMSE equalizer for unit-power symbols.
+
+    The equalizer knows sigma^2 but not the interferer, so with a = Ps|h|^2/(Ps|h|^2+sigma^2)
+    and |w|^2 = a/(Ps|h|^2+sigma^2): E_h[(1 - a)^2 + |w|^2 (sigma^2 + Pi)], with h = 1 for AWGN
+    and |h|^2 ~ Exp(1) for Rayleigh (integrated numerically).
+    """
+    p = link_powers(snr_db, sinr_db, signal_power)
+
+    def error(gain2):
+        denom = p.signal_power * gain2 + p.noise_var
+        a = p.signal_power * gain2 / denom
+        return (1 - a) ** 2 + a / denom * (p.noise_var + p.interference_power)
+
+    if channel_type == "awgn":
+        return error(1.0)
+    if channel_type != "rayleigh":
+        raise ValueError(f"unknown channel type {channel_type!r}")
+    from scipy.integrate import quad  # only needed here
+    value, _ = quad(lambda x: error(x) * math.exp(-x), 0, math.inf, limit=200)
+    return value
