@@ -14,7 +14,7 @@
 /* BINDTOOL_GEN_AUTOMATIC(0)                                                       */
 /* BINDTOOL_USE_PYGCCXML(0)                                                        */
 /* BINDTOOL_HEADER_FILE(mmse_equalizer_cc.h)                                        */
-/* BINDTOOL_HEADER_FILE_HASH(7236beff077a53fc9690e4e3cec32127)                     */
+/* BINDTOOL_HEADER_FILE_HASH(e6964d29dbc3cd2b8207f0945e2dfa92)                     */
 /***********************************************************************************/
 
 #include <pybind11/complex.h>
