@@ -7,6 +7,7 @@
 
 #include "fading_interference_channel_cc_impl.h"
 #include "link_powers.h"
+#include "cmd_message.h"
 #include <gnuradio/io_signature.h>
 #include <cmath>
 #include <stdexcept>
@@ -100,20 +101,13 @@ void fading_interference_channel_cc_impl::set_sinr_db(double sinr_db)
 
 void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)
 {
-    pmt::pmt_t dict = msg;
-    if (pmt::is_pair(msg) && !pmt::is_dict(msg))
-        dict = pmt::dict_add(pmt::make_dict(), pmt::car(msg), pmt::cdr(msg));
-    if (!pmt::is_dict(dict)) {
+    const pmt::pmt_t dict = cmd_as_dict(msg);
+    if (pmt::is_null(dict)) {
         d_logger->warn("cmd: expected a dict or a pair, got {}", pmt::write_string(msg));
         return;
     }
-    double snr = d_snr_db, sinr = d_sinr_db;
     try {
-        if (pmt::dict_has_key(dict, SNR_KEY))
-            snr = pmt::to_double(pmt::dict_ref(dict, SNR_KEY, pmt::PMT_NIL));
-        if (pmt::dict_has_key(dict, SINR_KEY))
-            sinr = pmt::to_double(pmt::dict_ref(dict, SINR_KEY, pmt::PMT_NIL));
-        update_powers(snr, sinr);
+        update_powers(cmd_number(dict, SNR_KEY, d_snr_db), cmd_number(dict, SINR_KEY, d_sinr_db));
     } catch (const std::exception& e) {
         // A bad command must not kill a running flowgraph: keep the old values.
         d_logger->warn("cmd ignored ({}): {}", e.what(), pmt::write_string(msg));

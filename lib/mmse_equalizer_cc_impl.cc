@@ -6,6 +6,7 @@
  */
 
 #include "mmse_equalizer_cc_impl.h"
+#include "cmd_message.h"
 #include <gnuradio/io_signature.h>
 #include <cmath>
 #include <stdexcept>
@@ -105,20 +106,13 @@ void mmse_equalizer_cc_impl::set_noise_var(double noise_var)
 
 void mmse_equalizer_cc_impl::handle_cmd(const pmt::pmt_t& msg)
 {
-    pmt::pmt_t dict = msg;
-    if (pmt::is_pair(msg) && !pmt::is_dict(msg))
-        dict = pmt::dict_add(pmt::make_dict(), pmt::car(msg), pmt::cdr(msg));
-    if (!pmt::is_dict(dict)) {
+    const pmt::pmt_t dict = cmd_as_dict(msg);
+    if (pmt::is_null(dict)) {
         d_logger->warn("cmd: expected a dict or a pair, got {}", pmt::write_string(msg));
         return;
     }
-    double power = d_signal_power, noise = d_noise_var;
     try {
-        if (pmt::dict_has_key(dict, POWER_KEY))
-            power = pmt::to_double(pmt::dict_ref(dict, POWER_KEY, pmt::PMT_NIL));
-        if (pmt::dict_has_key(dict, NOISE_KEY))
-            noise = pmt::to_double(pmt::dict_ref(dict, NOISE_KEY, pmt::PMT_NIL));
-        update(power, noise);
+        update(cmd_number(dict, POWER_KEY, d_signal_power), cmd_number(dict, NOISE_KEY, d_noise_var));
     } catch (const std::exception& e) {
         d_logger->warn("cmd ignored ({}): {}", e.what(), pmt::write_string(msg));
     }

@@ -74,3 +74,23 @@ def test_weight_output_is_optional(rng):
     tb.run()
     ref_z, _ = mmse_equalize(torch.from_numpy(y), torch.from_numpy(h), 1.0, 0.2)
     np.testing.assert_allclose(np.array(zs.data()), ref_z.numpy(), rtol=5e-6, atol=1e-6)
+
+
+def test_cmd_port_changes_noise_variance_while_running():
+    import time
+    eq = semcom.mmse_equalizer_cc(1.0, 0.1)
+    tb = gr.top_block()
+    tb.connect(blocks.null_source(gr.sizeof_gr_complex), (eq, 0))
+    tb.connect(blocks.null_source(gr.sizeof_gr_complex), (eq, 1))
+    tb.connect((eq, 0), blocks.null_sink(gr.sizeof_gr_complex))
+    tb.start()
+    try:
+        eq._post(pmt.intern("cmd"), pmt.cons(pmt.intern("noise_var"), pmt.from_double(-1.0)))  # ignored
+        eq._post(pmt.intern("cmd"), pmt.cons(pmt.intern("noise_var"), pmt.from_double(0.5)))
+        deadline = time.time() + 5
+        while eq.noise_var() != 0.5 and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert eq.noise_var() == 0.5 and eq.signal_power() == 1.0

@@ -39,12 +39,12 @@ def test_example_compiles_and_runs(path, tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     # grcc writes '#!/usr/bin/env python3', which may not be the interpreter with GNU Radio.
     if generate_options(path) == "no_gui":
-        res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+        res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, cwd=tmp_path,
                              text=True, timeout=300, stdin=subprocess.DEVNULL)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     else:
         # A GUI flowgraph runs until closed: it must come up and keep running offscreen.
-        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdin=subprocess.DEVNULL, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(4)

@@ -6,7 +6,9 @@
 """gr-semcom: semantic image links with deep JSCC and diffusion receivers.
 
 C++ blocks (pybind11): fading_interference_channel_cc, mmse_equalizer_cc.
-Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source.
+Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
+jscc_encoder, jscc_decoder, image_sink; hier blocks jscc_transmitter, jscc_receiver;
+top blocks gaussian_link, image_link.
 GNU Radio-free maths lives in gnuradio.semcom.core.
 """
 
@@ -23,3 +25,11 @@ from .symbol_mapper import symbol_mapper  # noqa: E402,F401
 from .symbol_demapper import symbol_demapper  # noqa: E402,F401
 from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401
 from .gaussian_link import gaussian_link  # noqa: E402,F401
+from .image_source import image_source  # noqa: E402,F401
+from .image_sink import image_sink  # noqa: E402,F401
+from .jscc_encoder import jscc_encoder  # noqa: E402,F401
+from .jscc_decoder import jscc_decoder  # noqa: E402,F401
+from .jscc_transmitter import jscc_transmitter  # noqa: E402,F401
+from .jscc_receiver import jscc_receiver  # noqa: E402,F401
+from .image_link import image_link  # noqa: E402,F401
+from .image_display import image_display  # noqa: E402,F401

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pmt
+from gnuradio import gr
 
 
 def split_pdu(msg, kind: str, logger):
@@ -96,3 +97,137 @@ class AckPacer:
     def drain(self) -> bool:
         """Block until every sent PDU is acknowledged (or the timeout gave up)."""
         return self._wait_until(0)
+
+
+def image_pdu(meta, image: np.ndarray):
+    """A PDU of one uint8 image (H, W, C), its shape in the metadata."""
+    h, w, c = image.shape
+    for key, value in (("height", h), ("width", w), ("channels", c)):
+        meta = pmt.dict_add(meta, pmt.intern(key), pmt.from_long(int(value)))
+    flat = np.ascontiguousarray(image, np.uint8).ravel()
+    return pmt.cons(meta, pmt.init_u8vector(flat.size, flat))
+
+
+def split_image_pdu(msg, logger):
+    """(meta, uint8 image (H, W, C)) of an image PDU, or None after one clear log line."""
+    if not pmt.is_pair(msg) or pmt.is_dict(msg) or not pmt.is_u8vector(pmt.cdr(msg)) \
+            or not pmt.is_dict(pmt.car(msg)):
+        logger.error(f"dropped a message that is not an image PDU: {pmt.write_string(msg)[:80]}")
+        return None
+    meta = pmt.car(msg)
+    try:
+        shape = tuple(pmt.to_long(pmt.dict_ref(meta, pmt.intern(k), pmt.PMT_NIL))
+                      for k in ("height", "width", "channels"))
+    except Exception:
+        logger.error("dropped an image PDU without integer height/width/channels metadata")
+        return None
+    data = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
+    if min(shape) < 1 or data.size != int(np.prod(shape)):
+        logger.error(f"dropped an image PDU of {data.size} bytes that is not {shape}")
+        return None
+    return meta, data.reshape(shape)
+
+
+def meta_get(meta, key, default=None):
+    """A metadata value as a Python object (default when absent)."""
+    value = pmt.dict_ref(meta, pmt.intern(key), pmt.PMT_NIL)
+    return default if pmt.is_null(value) else pmt.to_python(value)
+
+
+class BatchWorker:
+    """Runs a batch function off the scheduler thread.
+
+    Items (meta, array) queued by a message handler are processed in arrival order, up to
+    `max_batch` at a time: fn(list of arrays) -> list of results; emit(meta, result) is
+    called for each. A failed batch is logged once per distinct error and its items are
+    dropped and counted, so the flowgraph keeps running.
+    """
+
+    def __init__(self, fn, emit, logger, max_batch: int = 16, name: str = "worker"):
+        if int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.fn, self.emit, self.logger, self.max_batch = fn, emit, logger, int(max_batch)
+        self.dropped = 0
+        self._errors = set()
+        self._queue = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, meta, array):
+        with self._cond:
+            self._queue.append((meta, array))
+            self._cond.notify()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            try:
+                results = self.fn([a for _, a in batch])
+            except Exception as exc:
+                self.dropped += len(batch)
+                text = f"{type(exc).__name__}: {exc}"
+                if text not in self._errors:
+                    self._errors.add(text)
+                    self.logger.error(f"dropped {len(batch)} item(s): {text}")
+                continue
+            for (meta, _), result in zip(batch, results):
+                self.emit(meta, result)
+
+    def stop(self):
+        """Finish what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=60)
+
+
+class paced_pdu_source(gr.basic_block):
+    """Base of the PDU sources: emits the PDUs of `self.pdus()` (a generator, run on its
+    own thread) on "pdus", paced by acknowledgements on "ack" (AckPacer), then says "done".
+    Subclasses validate their arguments *before* calling this __init__."""
+
+    def __init__(self, name, max_in_flight, ack_timeout):
+        AckPacer.validate(max_in_flight, ack_timeout)
+        gr.basic_block.__init__(self, name=name, in_sig=None, out_sig=None)
+        self._pacer_args = (max_in_flight, ack_timeout)
+        self.message_port_register_out(pmt.intern("pdus"))
+        self.message_port_register_in(pmt.intern("ack"))
+        self.set_msg_handler(pmt.intern("ack"), self._on_ack)
+        self._pacer = None
+        self._thread = None
+
+    def pdus(self):
+        raise NotImplementedError
+
+    def _on_ack(self, msg):
+        if self._pacer is not None:
+            self._pacer.on_ack(msg)
+
+    def start(self):
+        self._pacer = AckPacer(*self._pacer_args, self.logger)
+        self._thread = threading.Thread(target=self._emit, daemon=True)
+        self._thread.start()
+        return True
+
+    def _emit(self):
+        for pdu in self.pdus():
+            if not self._pacer.before_send():
+                return
+            self.message_port_pub(pmt.intern("pdus"), pdu)
+        if self._pacer.drain():
+            # The message-passing counterpart of a finite stream source returning WORK_DONE.
+            self._post(pmt.intern("system"), pmt.cons(pmt.intern("done"), pmt.from_long(1)))
+
+    def stop(self):
+        if self._pacer is not None:
+            self._pacer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return True

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+#
+# Copyright 2026 gr-semcom authors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+"""Train one deep-JSCC model of gr-semcom with the channel in the loop and save it.
+
+One command per shipped model, e.g.
+
+    .venv/bin/python apps/train_jscc.py --model user --channel awgn --k 512 \\
+        --epochs 30 --seed 0 --out python/semcom/checkpoints/jscc_user_awgn_k512
+
+writes OUT.safetensors + OUT.json (config, CBR, exact command, data files, epochs, steps,
+wall time, seed, per-epoch log and the final test PSNR at SNR 0/5/10/15/20 dB on the first
+1000 test images). Default data splits (disjoint, so the two users send different images):
+    user       CIFAR-10 train batches 1+2 (20,000 images)
+    interferer CIFAR-10 train batch 3     (10,000 images)
+    --dataset mnist: MNIST train (60,000) for the user; the test set is mnist_test.
+Training SNR ~ U[--snr-min, --snr-max] dB per image, P = 1 per image, no interferer.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def import_core():
+    """(jscc, checkpoint, data) from the source tree if present, else gnuradio.semcom.core.
+
+    The source package's __init__ loads the compiled GNU Radio extension; the core modules
+    need none of it, so 'semcom' is registered as a bare package pointing at
+    <repo>/python/semcom and only semcom.core.* is imported.
+    """
+    src = REPO / "python" / "semcom"
+    if (src / "core" / "jscc.py").is_file():
+        if "semcom" not in sys.modules:
+            pkg = types.ModuleType("semcom")
+            pkg.__path__ = [str(src)]
+            sys.modules["semcom"] = pkg
+        from semcom.core import checkpoint, data, jscc
+    else:  # installed module
+        from gnuradio.semcom.core import checkpoint, data, jscc
+    return jscc, checkpoint, data
+
+
+DEFAULT_TRAIN = {
+    ("cifar10", "user"): "cifar10_train_batch1+cifar10_train_batch2",
+    ("cifar10", "interferer"): "cifar10_train_batch3",
+    ("mnist", "user"): "mnist_train",
+    ("mnist", "interferer"): "mnist_train[30000:]",
+}
+DEFAULT_TEST = {"cifar10": "cifar10_test", "mnist": "mnist_test"}
+FINAL_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def finite_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Train a gr-semcom deep-JSCC model (channel in the loop) and save it as "
+                    "OUT.safetensors + OUT.json.")
+    p.add_argument("--model", choices=("user", "interferer"), required=True,
+                   help="architecture: the user's model or the (different) interferer's")
+    p.add_argument("--channel", choices=("awgn", "rayleigh"), required=True,
+                   help="channel in the training loop (Rayleigh: i.i.d. per symbol)")
+    p.add_argument("--k", type=positive_int, required=True,
+                   help="complex channel symbols per image (CBR = k / (C*H*W))")
+    p.add_argument("--out", required=True,
+                   help="output path without extension (writes OUT.safetensors, OUT.json)")
+    p.add_argument("--dataset", choices=("cifar10", "mnist"), default="cifar10",
+                   help="image family: 32x32 RGB CIFAR-10 or 28x28 grey MNIST")
+    p.add_argument("--train-data", default=None,
+                   help="training set spec (names, npz:PATH, '+' joins, [a:b] slices); "
+                        "default: the role's split, see --help text")
+    p.add_argument("--test-data", default=None, help="held-out set spec (default: *_test)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory of the named .npz sets (default $SEMCOM_DATA or "
+                        "<repo>/../shared/data)")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--warmup-steps", type=nonneg_int, default=200)
+    p.add_argument("--snr-min", type=finite_float, default=0.0)
+    p.add_argument("--snr-max", type=finite_float, default=20.0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--width", type=positive_int, default=None, help="override feature width")
+    p.add_argument("--kernel", type=positive_int, default=None, help="override kernel size")
+    p.add_argument("--res-blocks", type=nonneg_int, default=None, help="override res blocks")
+    p.add_argument("--eval-images", type=positive_int, default=500,
+                   help="held-out images for the per-epoch PSNR at 10 dB (first N)")
+    p.add_argument("--final-images", type=positive_int, default=1000,
+                   help="held-out images for the final PSNR table (first N)")
+    p.add_argument("--max-steps-per-epoch", type=nonneg_int, default=0,
+                   help="cap steps per epoch (0 = full epochs; for smoke tests)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.snr_min > args.snr_max:
+        p.error(f"--snr-min ({args.snr_min}) exceeds --snr-max ({args.snr_max})")
+    if args.kernel is not None and args.kernel % 2 == 0:
+        p.error(f"--kernel must be odd, got {args.kernel}")
+    out = Path(args.out)
+    if out.suffix in (".safetensors", ".json"):
+        p.error(f"--out is a path WITHOUT extension, got {args.out!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        p.error(f"--out directory {parent} is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"cannot create --out directory {parent}: {exc.strerror}")
+    if not os.access(parent, os.W_OK):
+        p.error(f"--out directory {parent} is not writable")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    jscc, checkpoint, data = import_core()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    train_spec = args.train_data or DEFAULT_TRAIN[(args.dataset, args.model)]
+    test_spec = args.test_data or DEFAULT_TEST[args.dataset]
+    try:
+        train_set = data.load_images(train_spec, args.data_dir)
+        test_set = data.load_images(test_spec, args.data_dir)
+    except data.DataError as exc:
+        print(f"train_jscc: error: {exc}", file=sys.stderr)
+        return 2
+    image_shape = train_set.shape
+    if test_set.shape != image_shape:
+        print(f"train_jscc: error: test images {test_set.shape} differ from training images "
+              f"{image_shape}", file=sys.stderr)
+        return 2
+
+    overrides = {k: v for k, v in (("width", args.width), ("kernel", args.kernel),
+                                   ("res_blocks", args.res_blocks)) if v is not None}
+    make = jscc.user_config if args.model == "user" else jscc.interferer_config
+    try:
+        cfg = make(args.k, args.channel, image_shape=image_shape, **overrides)
+    except ValueError as exc:
+        print(f"train_jscc: error: {exc}", file=sys.stderr)
+        return 2
+    model = jscc.build_model(cfg)
+    settings = jscc.TrainSettings(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        warmup_steps=args.warmup_steps, snr_min=args.snr_min, snr_max=args.snr_max,
+        seed=args.seed, flip=args.dataset == "cifar10", eval_snr=10.0,
+        max_steps_per_epoch=args.max_steps_per_epoch)
+
+    command = "python apps/train_jscc.py " + shlex.join(argv)
+    print(f"train_jscc: {command}", flush=True)
+    print(f"  model {args.model}: {cfg.to_json()}", flush=True)
+    print(f"  k={cfg.k} CBR={cfg.cbr:.5f} (1/{1 / cfg.cbr:g}), "
+          f"{jscc.count_parameters(model):,} parameters; train {train_spec} "
+          f"({len(train_set)} images), test {test_spec} (first {args.eval_images} per epoch, "
+          f"first {args.final_images} at the end)", flush=True)
+
+    eval_images = test_set.tensor(0, args.eval_images)
+    log_lines = []
+
+    def log(line):
+        log_lines.append(line)
+        print(line, flush=True)
+
+    t0 = time.time()
+    history = jscc.train(model, train_set.images, eval_images, settings, log=log,
+                         progress=not args.no_progress)
+    train_time = time.time() - t0
+
+    final_images = test_set.tensor(0, args.final_images)
+    final = {}
+    for snr in FINAL_SNRS:
+        final[f"{snr:g}"] = round(jscc.evaluate_psnr(model, final_images, snr,
+                                                     seed=args.seed + 4), 3)
+    log(f"final test PSNR (first {len(final_images)} of {test_spec}, {args.channel}): "
+        + ", ".join(f"{s} dB -> {v:.2f}" for s, v in final.items()))
+
+    meta = {
+        "training_command": command,
+        "arguments": vars(args),
+        "train_data": {"spec": train_spec, "files": [Path(f).name for f in train_set.files],
+                       "images": len(train_set)},
+        "test_data": {"spec": test_spec, "files": [Path(f).name for f in test_set.files],
+                      "per_epoch_images": len(eval_images),
+                      "final_images": len(final_images)},
+        "training": {"epochs": args.epochs, "steps": history["steps"],
+                     "batch_size": args.batch_size, "lr": args.lr,
+                     "schedule": f"linear warm-up {args.warmup_steps} steps, cosine to "
+                                 f"{settings.min_lr_ratio:g} x lr",
+                     "optimizer": "Adam", "loss": "MSE",
+                     "snr_db_range": [args.snr_min, args.snr_max],
+                     "channel": args.channel, "power": 1.0, "interferer": None,
+                     "decoder_input": "MMSE-equalized symbols in the unit-power domain "
+                                      "([Re; Im] of w*y, not divided by the TX scale)",
+                     "augmentation": "random horizontal flip" if settings.flip else None,
+                     "seed": args.seed, "threads": args.threads,
+                     "wall_time_s": round(train_time, 1)},
+        "test_psnr_db": final,
+        "test_psnr_note": "mean per-image PSNR of 8-bit decoded images, first "
+                          f"{len(final_images)} of {test_spec}, channel seed {args.seed + 4}",
+        "history": {k: history[k] for k in ("epoch", "loss", "test_psnr_db", "seconds")},
+        "log": log_lines,
+        "software": {"python": platform.python_version(), "torch": torch.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    weights, sidecar = checkpoint.save_checkpoint(args.out, model, cfg, meta)
+    # round trip: what we ship must load
+    checkpoint.load_checkpoint(args.out)
+    size = weights.stat().st_size / 1e6
+    print(f"saved {weights} ({size:.2f} MB) and {sidecar}; training {train_time:.0f} s",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Image and latent quality metrics (GNU Radio-free).
+
+All image metrics take float tensors (N, C, H, W) in [0, 1] and return one value per image.
+- PSNR (dB), peak 1.
+- SSIM and MS-SSIM from pytorch-msssim (the maintained implementation, 11x11 Gaussian window);
+  MS-SSIM needs each side > 160 px with that window, so smaller images get None.
+- LPIPS (AlexNet) from the `lpips` package. Its backbone weights come from torchvision's
+  download cache; offline without them, LPIPS is None and one warning is logged.
+- Latent MSE (dB): 10 log10(mean (xhat - x)^2 / mean x^2) per image, in the power-normalised
+  symbol domain ([Re z; Im z]), i.e. E|zhat - z|^2 / P.
+"""
+
+import logging
+import math
+import threading
+from typing import Optional
+
+import torch
+
+log = logging.getLogger("semcom.metrics")
+
+MS_SSIM_MIN_SIDE = 161  # pytorch-msssim: side > (win_size - 1) * 2**4 with win_size 11
+
+
+def _check(x: torch.Tensor, ref: torch.Tensor):
+    if x.shape != ref.shape or x.ndim != 4:
+        raise ValueError(f"need two (N, C, H, W) batches of one shape, got {tuple(x.shape)} "
+                         f"and {tuple(ref.shape)}")
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    _check(x, ref)
+    mse = (x.double() - ref.double()).square().flatten(1).mean(1)
+    return (10 * torch.log10(1.0 / mse.clamp_min(1e-20))).float()
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    from pytorch_msssim import ssim as _ssim
+    _check(x, ref)
+    return _ssim(x.float(), ref.float(), data_range=1.0, size_average=False)
+
+
+def ms_ssim(x: torch.Tensor, ref: torch.Tensor) -> Optional[torch.Tensor]:
+    from pytorch_msssim import ms_ssim as _ms_ssim
+    _check(x, ref)
+    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        return None
+    return _ms_ssim(x.float(), ref.float(), data_range=1.0, size_average=False)
+
+
+class _Lpips:
+    """Loads the LPIPS network once; None (and one warning) when its weights are absent."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._net = None
+        self._failed = False
+
+    def net(self, device):
+        with self._lock:
+            if self._net is None and not self._failed:
+                try:
+                    import contextlib
+                    import io
+                    import warnings
+
+                    import lpips
+                    # torchvision's deprecation warnings and download chatter are not ours
+                    # to show; the one line below says what happened.
+                    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+                            contextlib.redirect_stdout(io.StringIO()):
+                        warnings.simplefilter("ignore")
+                        self._net = lpips.LPIPS(net="alex", verbose=False).eval()
+                except Exception as exc:  # offline: torchvision cannot fetch the backbone
+                    self._failed = True
+                    log.warning("LPIPS unavailable, reported as null (%s: %s)",
+                                type(exc).__name__, str(exc).splitlines()[0][:120])
+            return None if self._net is None else self._net.to(device)
+
+
+_LPIPS = _Lpips()
+
+
+@torch.no_grad()
+def lpips(x: torch.Tensor, ref: torch.Tensor) -> Optional[torch.Tensor]:
+    _check(x, ref)
+    net = _LPIPS.net(x.device)
+    if net is None:
+        return None
+    if x.shape[1] == 1:  # grey: LPIPS expects RGB
+        x, ref = x.repeat(1, 3, 1, 1), ref.repeat(1, 3, 1, 1)
+    return net(x.float() * 2 - 1, ref.float() * 2 - 1, normalize=False).flatten()
+
+
+def latent_mse_db(xhat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if xhat.shape != x.shape:
+        raise ValueError(f"latent shapes differ: {tuple(xhat.shape)} vs {tuple(x.shape)}")
+    x, xhat = x.reshape(x.shape[0], -1).double(), xhat.reshape(x.shape[0], -1).double()
+    nmse = (xhat - x).square().mean(1) / x.square().mean(1).clamp_min(1e-20)
+    return (10 * torch.log10(nmse.clamp_min(1e-20))).float()
+
+
+def image_metrics(x: torch.Tensor, ref: torch.Tensor, with_lpips: bool = True) -> dict:
+    """Per-image metrics of a batch as lists (None where a metric does not apply)."""
+    out = {"psnr_db": psnr(x, ref).tolist(), "ssim": ssim(x, ref).tolist()}
+    m = ms_ssim(x, ref)
+    out["ms_ssim"] = None if m is None else m.tolist()
+    lp = lpips(x, ref) if with_lpips else None
+    out["lpips"] = None if lp is None else lp.tolist()
+    return out
+
+
+def mean_or_none(values):
+    """Mean of a list, None for None/empty (JSON null)."""
+    if values is None or len(values) == 0:
+        return None
+    return float(sum(values) / len(values))
+
+
+def db_mean(values_db):
+    """Mean of dB values taken in the linear domain (for latent MSE over images)."""
+    if not values_db:
+        return None
+    return 10 * math.log10(sum(10 ** (v / 10) for v in values_db) / len(values_db))

@@ -1,0 +1,81 @@
+"""image_display: a Qt widget showing the latest sent and received images side by side."""
+
+import threading
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .pdu_util import meta_get, split_image_pdu
+
+
+def _make_widget(title, scale):
+    from PyQt5 import QtCore, QtGui, QtWidgets
+
+    class ImagePairWidget(QtWidgets.QWidget):
+        # Message handlers run on GNU Radio threads; Qt must be touched on its own thread.
+        image_arrived = QtCore.pyqtSignal(str, object, str)
+
+        def __init__(self):
+            super().__init__()
+            grid = QtWidgets.QGridLayout(self)
+            if title:
+                grid.addWidget(QtWidgets.QLabel(f"<b>{title}</b>"), 0, 0, 1, 2)
+            self.pictures, self.captions = {}, {}
+            for col, which in enumerate(("sent", "received")):
+                self.pictures[which] = QtWidgets.QLabel()
+                self.pictures[which].setMinimumSize(32 * scale, 32 * scale)
+                self.captions[which] = QtWidgets.QLabel(which)
+                grid.addWidget(self.pictures[which], 1, col)
+                grid.addWidget(self.captions[which], 2, col)
+            self.image_arrived.connect(self._show)
+
+        def _show(self, which, image, caption):
+            h, w, c = image.shape
+            rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if c == 1 else image)
+            qimage = QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
+            self.pictures[which].setPixmap(QtGui.QPixmap.fromImage(qimage).scaled(
+                w * scale, h * scale, QtCore.Qt.KeepAspectRatio, QtCore.Qt.FastTransformation))
+            self.captions[which].setText(caption)
+
+    return ImagePairWidget()
+
+
+class image_display(gr.basic_block):
+    """Message in "sent" and "received" (image PDUs): shows the latest received image beside
+    the sent image of the same id, scaled by `scale`. Use it in Qt GUI flowgraphs."""
+
+    def __init__(self, title="", scale=6):
+        if int(scale) < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        gr.basic_block.__init__(self, name="image_display", in_sig=None, out_sig=None)
+        self._widget = _make_widget(title, int(scale))
+        self._sent, self._lock = {}, threading.Lock()
+        # GNU Radio looks a Python handler up by its __name__: named methods, no lambdas.
+        for port, handler in (("sent", self._on_sent), ("received", self._on_received)):
+            self.message_port_register_in(pmt.intern(port))
+            self.set_msg_handler(pmt.intern(port), handler)
+
+    def _on_sent(self, msg):
+        # Kept until the received image of the same id arrives, so the pair shown matches.
+        parts = split_image_pdu(msg, self.logger)
+        if parts is not None:
+            image_id = meta_get(parts[0], "image_id")
+            with self._lock:
+                self._sent[image_id] = parts[1]
+                while len(self._sent) > 256:
+                    self._sent.pop(next(iter(self._sent)))
+
+    def _on_received(self, msg):
+        parts = split_image_pdu(msg, self.logger)
+        if parts is None:
+            return
+        image_id = meta_get(parts[0], "image_id")
+        with self._lock:
+            sent = self._sent.pop(image_id, None)
+        if sent is not None:
+            self._widget.image_arrived.emit("sent", sent, f"sent #{image_id}")
+        self._widget.image_arrived.emit("received", parts[1], f"received #{image_id}")
+
+    def qwidget(self):
+        return self._widget

@@ -1,0 +1,55 @@
+"""The simulated image link as a top block: the chain of grc/examples/image_link_*.grc.
+
+user images ─ jscc_transmitter ─┐                                   ┌─ image_sink
+                                ├─ fading_interference_channel_cc ─ mmse_equalizer_cc ─ jscc_receiver
+interferer images ─ jscc_transmitter ─┘   (null source when SINR = inf)
+"""
+
+import math
+
+from gnuradio import blocks, gr
+
+from . import semcom_python as _cpp
+from .core.channel import link_powers
+from .image_sink import image_sink
+from .image_source import image_source
+from .jscc_receiver import jscc_receiver
+from .jscc_transmitter import jscc_transmitter
+
+
+class image_link(gr.top_block):
+    def __init__(self, dataset="sample", images=0, channel_type="awgn", snr_db=10.0,
+                 sinr_db=math.inf, user_model="jscc_user_awgn_k512",
+                 interferer_model="jscc_interferer_awgn_k512", receiver="mmse",
+                 coherence_len=1, seed=0, out_dir="", server="", device="", with_lpips=True,
+                 max_in_flight=16):
+        gr.top_block.__init__(self, "image_link")
+        powers = link_powers(snr_db, sinr_db)
+        self.user_source = image_source(dataset, images, 0, "forward", max_in_flight)
+        self.user_tx = jscc_transmitter(user_model, snr_db, 1.0, server, device)
+        self.channel = _cpp.fading_interference_channel_cc(
+            channel_type, coherence_len, snr_db, sinr_db, powers.signal_power, seed)
+        self.equalizer = _cpp.mmse_equalizer_cc(powers.signal_power, powers.noise_var)
+        self.rx = jscc_receiver(user_model, snr_db, receiver, server, device)
+        self.sink = image_sink(out_dir, with_lpips=with_lpips)
+
+        self.msg_connect(self.user_source, "pdus", self.user_tx, "images")
+        self.msg_connect(self.user_source, "pdus", self.sink, "reference")
+        self.msg_connect(self.user_tx, "symbols", self.sink, "tx_symbols")
+        self.connect(self.user_tx, (self.channel, 0))
+        if powers.interference_power > 0:
+            # The interferer: another JSCC system sending other images (the set walked backwards).
+            self.interferer_source = image_source(dataset, len(self.user_source.indices), 0,
+                                                  "reverse", max_in_flight)
+            self.interferer_tx = jscc_transmitter(interferer_model, snr_db, 1.0, server, device)
+            self.msg_connect(self.interferer_source, "pdus", self.interferer_tx, "images")
+            self.connect(self.interferer_tx, (self.channel, 1))
+            self.msg_connect(self.sink, "ack", self.interferer_source, "ack")
+        else:
+            self.connect(blocks.null_source(gr.sizeof_gr_complex), (self.channel, 1))
+        self.connect((self.channel, 0), (self.equalizer, 0))
+        self.connect((self.channel, 1), (self.equalizer, 1))
+        self.connect((self.equalizer, 0), self.rx)
+        self.msg_connect(self.rx, "images", self.sink, "pdus")
+        self.msg_connect(self.rx, "latents", self.sink, "rx_latents")
+        self.msg_connect(self.sink, "ack", self.user_source, "ack")
