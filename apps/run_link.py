@@ -15,6 +15,7 @@ Examples:
 """
 
 import argparse
+import atexit
 import csv
 import io
 import json
@@ -24,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# stdout carries the results (--json); GNU Radio's log, which goes to stdout by default,
+# goes to stderr here. Set before GNU Radio is imported, which reads it once.
+os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
 
 def parse_args(argv):
@@ -47,6 +52,11 @@ def parse_args(argv):
     ap.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     ap.add_argument("--json", action="store_true", help="one JSON object per operating point on stdout")
     ap.add_argument("--device", default="", help="torch device (default cuda if present, else cpu)")
+    ap.add_argument("--server", default="",
+                    help="neural inference: empty = in-process; 'auto' = start a side process on a "
+                         "free loopback port for this run; tcp://HOST:PORT = a running server")
+    ap.add_argument("--server-timeout", type=float, default=10.0,
+                    help="seconds to wait for a server reply before the image is dropped (default 10)")
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap, ap.parse_args(argv)
@@ -105,7 +115,22 @@ def main(argv=None):
         images = data.images if args.images == 0 else data.images[:args.images]
         if args.images > len(data.images):
             raise ValueError(f"--images {args.images}: dataset {args.dataset!r} has only {len(data.images)}")
-        backend = get_backend("", args.device)
+        if args.server_timeout <= 0:
+            raise ValueError("--server-timeout must be > 0")
+        server = args.server
+        if server == "auto":
+            from gnuradio.semcom.inference.spawn import spawn_server, stop_server
+            server, server_proc = spawn_server(args.device)
+            atexit.register(stop_server, server_proc)  # also on errors and Ctrl-C
+        elif server and not server.startswith(("tcp://", "ipc://")):
+            raise ValueError(f"--server {server!r}: expected 'auto' or tcp://HOST:PORT")
+        backend = get_backend(server, args.device, args.server_timeout)
+        if server:
+            from gnuradio.semcom.inference.client import BackendUnavailable
+            try:
+                backend.ping()
+            except BackendUnavailable as exc:
+                raise ValueError(f"--server: {exc}") from None
         models = {}
         k = args.k or default_k(images.shape[1:])
         with_interferer = any(math.isfinite(i) for i in sinrs)
@@ -119,7 +144,7 @@ def main(argv=None):
                                      f"dataset {args.dataset!r} has {tuple(images.shape[1:])}")
             models[c] = (user, interferer, backend.info(user)["cbr"])
         out = check_out_dir(args.out)
-    except (ValueError, DataError, CheckpointError) as exc:
+    except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
 
     points = [(c, s, i) for c in channels for s in snrs for i in sinrs if math.isinf(i) or i <= s]
@@ -147,14 +172,15 @@ def main(argv=None):
                 from gnuradio.semcom.core.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
                                args.coherence, args.seed, progress=bar.update)
-                received, lat = res.received, res.latent_mse_db
-                per = metrics.image_metrics(to_tensor(received), ref, not args.no_lpips)
-                lost = 0
+                received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
+                per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
+                       if len(res.kept) else {})
             else:
                 from gnuradio import semcom
                 tb = semcom.image_link(args.dataset, len(images), channel, snr, sinr, user, interferer,
-                                       receiver, args.coherence, args.seed, "", "", args.device,
-                                       not args.no_lpips)
+                                       receiver, args.coherence, args.seed, "", server, args.device,
+                                       not args.no_lpips,
+                                       ack_timeout=3 * args.server_timeout if server else 30.0)
                 tb.run()
                 summary = tb.sink.summary()
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
@@ -173,7 +199,7 @@ def main(argv=None):
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
                    "engine": args.engine, "dataset": args.dataset, "seed": args.seed}
             rows.append(row)
-            if received is not None and receiver == receivers[0]:
+            if received is not None and len(received) == len(images) and receiver == receivers[0]:
                 grids.setdefault(channel, [("sent", images)]).append((f"SNR {snr:g}\nSINR {sinr:g}", received))
             if args.json:
                 print(json.dumps(row), flush=True)
@@ -215,4 +241,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("run_link.py: interrupted; no results written", file=sys.stderr)
+        sys.exit(130)

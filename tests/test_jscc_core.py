@@ -330,7 +330,7 @@ def test_named_set_loads():
 
 # ------------------------------------------------------------------ training
 
-def test_training_is_seeded_and_learns():
+def test_training_is_seeded_and_reproducible():
     imgs = (np.random.default_rng(0).random((64, 32, 32, 3)) * 255).astype(np.uint8)
     test = torch.from_numpy(imgs[:8]).float().div(255).permute(0, 3, 1, 2)
     st = jscc.TrainSettings(epochs=1, batch_size=16, lr=1e-3, warmup_steps=1, seed=5)

@@ -22,10 +22,10 @@ class image_link(gr.top_block):
                  sinr_db=math.inf, user_model="jscc_user_awgn_k512",
                  interferer_model="jscc_interferer_awgn_k512", receiver="mmse",
                  coherence_len=1, seed=0, out_dir="", server="", device="", with_lpips=True,
-                 max_in_flight=16):
+                 max_in_flight=16, ack_timeout=30.0):
         gr.top_block.__init__(self, "image_link")
         powers = link_powers(snr_db, sinr_db)
-        self.user_source = image_source(dataset, images, 0, "forward", max_in_flight)
+        self.user_source = image_source(dataset, images, 0, "forward", max_in_flight, ack_timeout)
         self.user_tx = jscc_transmitter(user_model, snr_db, 1.0, server, device)
         self.channel = _cpp.fading_interference_channel_cc(
             channel_type, coherence_len, snr_db, sinr_db, powers.signal_power, seed)
@@ -40,7 +40,7 @@ class image_link(gr.top_block):
         if powers.interference_power > 0:
             # The interferer: another JSCC system sending other images (the set walked backwards).
             self.interferer_source = image_source(dataset, len(self.user_source.indices), 0,
-                                                  "reverse", max_in_flight)
+                                                  "reverse", max_in_flight, ack_timeout)
             self.interferer_tx = jscc_transmitter(interferer_model, snr_db, 1.0, server, device)
             self.msg_connect(self.interferer_source, "pdus", self.interferer_tx, "images")
             self.connect(self.interferer_tx, (self.channel, 1))

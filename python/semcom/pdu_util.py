@@ -44,7 +44,8 @@ class AckPacer:
     once every PDU was acknowledged. Stock pdu_to_tagged_stream finishes as soon as it is
     told "done" and drops the PDUs still queued in it, so "done" must not overtake data.
     If no acknowledgement arrives for `timeout` seconds (ack port not connected, or
-    PDUs lost downstream), the pacer stops waiting and logs how many were unacknowledged.
+    PDUs lost downstream), the pacer stops waiting and logs how many were unacknowledged;
+    it paces again as soon as acknowledgements come back.
     """
 
     @staticmethod
@@ -65,6 +66,9 @@ class AckPacer:
     def on_ack(self, _msg=None):
         with self._cond:
             self._acked += 1
+            if self._gave_up:  # acknowledgements are back (e.g. a restarted server): pace again
+                self._gave_up = False
+                self.logger.info("acknowledgements resumed; pacing again")
             self._cond.notify_all()
 
     def stop(self):

@@ -68,13 +68,16 @@ _SHARED: Dict[str, LocalBackend] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def get_backend(server: str = "", device: str = ""):
-    """The backend for a block's `server` parameter: "" = in-process (shared per device)."""
-    if server:
-        raise NotImplementedError("the ZMQ side-process backend is not available yet; "
-                                  "leave 'server' empty for in-process inference")
+def get_backend(server: str = "", device: str = "", timeout: float = 10.0):
+    """The backend for a block's `server` parameter: "" = in-process (shared per device),
+    "tcp://HOST:PORT" = the inference side process there (shared per address; `timeout`
+    applies when this call creates it)."""
     with _SHARED_LOCK:
-        key = device or default_device()
+        key = server or (device or default_device())
         if key not in _SHARED:
-            _SHARED[key] = LocalBackend(key)
+            if server:
+                from .client import ServerBackend
+                _SHARED[key] = ServerBackend(server, timeout=timeout)
+            else:
+                _SHARED[key] = LocalBackend(key)
         return _SHARED[key]
