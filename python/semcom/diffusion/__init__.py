@@ -1,0 +1,8 @@
+"""The one diffusion core of gr-semcom (GNU Radio-free, torch only).
+
+- schedule.py: VP noise schedules, q(x_t | x_0), Tweedie estimates, the step whose noise
+  level matches a channel's effective noise.
+- samplers.py: DDPM/DDIM steps and a UniPC multistep predictor-corrector (bh1/bh2, order k,
+  any start step). Samplers never call a network: callers pass model outputs (or a model
+  function) in, so guidance and joint chains (ICDM) compose outside the sampler.
+"""

@@ -1,0 +1,105 @@
+"""The diffusion core against closed forms and diffusers' UniPC (a test-only oracle)."""
+
+import math
+
+import pytest
+import torch
+
+from gnuradio.semcom.diffusion.samplers import UniPC, ddim_step
+from gnuradio.semcom.diffusion.schedule import VPSchedule
+
+
+def toy_eps_net(dim=16, seed=0):
+    """A fixed nonlinear eps 'network' (the sampler only ever sees its outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(dim + 1, 32, generator=g) / 4, torch.randn(32, dim, generator=g) / 6
+
+    def eps(x, t):
+        tt = torch.full((x.shape[0], 1), float(t) / 1000)
+        return torch.tanh(torch.cat([x, tt], 1) @ w1) @ w2
+    return eps
+
+
+def test_schedule_closed_forms():
+    s = VPSchedule.linear()
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    assert s.alphas_cumprod[10].item() == pytest.approx(torch.prod(1 - betas[:11]).item(), rel=1e-12)
+    x0, eps = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    xt = s.q_sample(x0, 400, eps)
+    torch.testing.assert_close(s.tweedie_x0(xt, 400, eps), x0)
+    t = torch.tensor([0, 500, 999])
+    torch.testing.assert_close(s.q_sample(x0, t, eps)[1], s.q_sample(x0[1:2], 500, eps[1:2])[0])
+    # The matched step: (1 - abar)/abar closest to the noise variance.
+    for nv in (0.01, 0.1, 1.0):
+        k = s.step_for_noise(nv)
+        ratio = ((1 - s.alphas_cumprod) / s.alphas_cumprod)
+        assert abs(ratio[k] - nv) <= min(abs(ratio[k - 1] - nv), abs(ratio[k + 1] - nv)) + 1e-12
+    c = VPSchedule.cosine()
+    assert c.alphas_cumprod[0] > 0.999 and c.alphas_cumprod[-1] < 1e-4
+
+
+def test_ddim_eta0_is_deterministic_and_exact_for_perfect_eps():
+    s = VPSchedule.linear()
+    x0, eps = torch.randn(2, 8), torch.randn(2, 8)
+    x = s.q_sample(x0, 900, eps)
+    # With the true eps, DDIM lands on the same trajectory x_t' = alpha' x0 + sigma' eps.
+    out = ddim_step(s, x, eps, 900, 500)
+    torch.testing.assert_close(out, s.q_sample(x0, 500, eps), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ddim_step(s, x, eps, 900, None), x0, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("steps", [5, 10, 25])
+def test_unipc_matches_diffusers(order, variant, steps):
+    diffusers = pytest.importorskip("diffusers")
+    ref = diffusers.UniPCMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear",
+                                            solver_order=order, solver_type=variant, predict_x0=True,
+                                            lower_order_final=True)
+    ref.set_timesteps(steps)
+    net = toy_eps_net()
+    x_T = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    ours = UniPC(VPSchedule.linear(), VPSchedule.linear().timesteps(steps), order, variant)
+    assert ours.timesteps == [int(t) for t in ref.timesteps]
+    x_ref, x = x_T.clone(), x_T.clone()
+    for i, t in enumerate(ref.timesteps):
+        x_ref = ref.step(net(x_ref, int(t)), t, x_ref).prev_sample
+        x = ours.step(x, net(x, int(t)))
+        last = i == steps - 1
+        if variant == "bh1" and last:
+            # diffusers computes B(h) * 0 with B(h) = h = -inf on the step to sigma = 0: NaN.
+            assert torch.isnan(x_ref).all() and torch.isfinite(x).all()
+        else:
+            torch.testing.assert_close(x, x_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_unipc_converges_to_the_analytic_flow_on_a_gaussian_prior():
+    """For x_0 ~ N(0, v I) the exact eps is sigma_t x / (alpha_t^2 v + sigma_t^2), and the
+    probability-flow ODE keeps x / sqrt(alpha_t^2 v + sigma_t^2) constant: x_0 = sqrt(v) x_T /
+    sqrt(alpha_T^2 v + sigma_T^2). The sampler must converge to it, faster at order 2."""
+    s = VPSchedule.linear()
+    v = 0.25
+    eps_fn = lambda x, t: s.sigma(t).item() * x / (s.alphas_cumprod[t].item() * v + 1 - s.alphas_cumprod[t].item())
+    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    aT, sT = s.alpha(999).item(), s.sigma(999).item()
+    exact = x_T * math.sqrt(v) / math.sqrt(aT ** 2 * v + sT ** 2)
+    err = {(k, n): (UniPC(s, s.timesteps(n), order=k).sample(eps_fn, x_T.clone()) - exact).abs().max().item()
+           for k in (1, 2) for n in (10, 20, 50, 200)}
+    for k in (1, 2):
+        assert err[(k, 10)] > err[(k, 20)] > err[(k, 50)] > err[(k, 200)]
+    assert err[(2, 50)] < err[(1, 50)] / 3          # the second-order method earns its order
+    assert err[(2, 200)] < 0.01 * math.sqrt(v)      # within 1 % of the prior's std
+
+
+def test_unipc_argument_errors():
+    s = VPSchedule.linear()
+    with pytest.raises(ValueError):
+        UniPC(s, [10, 20], 2)
+    with pytest.raises(ValueError):
+        UniPC(s, [20, 10], 2, variant="bh3")
+    u = UniPC(s, [20, 10], 1)
+    x = torch.zeros(1, 2)
+    u.step(x, x)
+    u.step(x, x)
+    with pytest.raises(RuntimeError):
+        u.step(x, x)
