@@ -16,7 +16,8 @@ wall time, seed, per-epoch log and the final test PSNR at SNR 0/5/10/15/20 dB on
 1000 test images). Default data splits (disjoint, so the two users send different images):
     user       CIFAR-10 train batches 1+2 (20,000 images)
     interferer CIFAR-10 train batch 3     (10,000 images)
-    --dataset mnist: MNIST train (60,000) for the user; the test set is mnist_test.
+    --dataset mnist: MNIST train images 0-29,999 (user) / 30,000-59,999 (interferer);
+               the held-out set is then mnist_test.
 Training SNR ~ U[--snr-min, --snr-max] dB per image, P = 1 per image, no interferer.
 """
 
@@ -56,31 +57,27 @@ def import_core():
 DEFAULT_TRAIN = {
     ("cifar10", "user"): "cifar10_train_batch1+cifar10_train_batch2",
     ("cifar10", "interferer"): "cifar10_train_batch3",
-    ("mnist", "user"): "mnist_train",
+    ("mnist", "user"): "mnist_train[:30000]",
     ("mnist", "interferer"): "mnist_train[30000:]",
 }
 DEFAULT_TEST = {"cifar10": "cifar10_test", "mnist": "mnist_test"}
 FINAL_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def int_at_least(minimum):
+    """An argparse type: an integer >= minimum."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+        return v
+    return parse
 
 
-def nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+positive_int, nonneg_int = int_at_least(1), int_at_least(0)
 
 
 def finite_float(text):
@@ -124,6 +121,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--grad-clip", type=finite_float, default=0.0,
+                   help="clip the global gradient norm to this value (0 = off)")
     p.add_argument("--warmup-steps", type=nonneg_int, default=200)
     p.add_argument("--snr-min", type=finite_float, default=0.0)
     p.add_argument("--snr-max", type=finite_float, default=20.0)
@@ -131,6 +130,9 @@ def parse_args(argv=None):
     p.add_argument("--width", type=positive_int, default=None, help="override feature width")
     p.add_argument("--kernel", type=positive_int, default=None, help="override kernel size")
     p.add_argument("--res-blocks", type=nonneg_int, default=None, help="override res blocks")
+    p.add_argument("--output", choices=("sigmoid", "clamp"), default=None,
+                   help="decoder output: sigmoid (default) or a straight-through clamp "
+                        "(use for MNIST, where a sigmoid can get stuck outputting black)")
     p.add_argument("--eval-images", type=positive_int, default=500,
                    help="held-out images for the per-epoch PSNR at 10 dB (first N)")
     p.add_argument("--final-images", type=positive_int, default=1000,
@@ -142,6 +144,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.snr_min > args.snr_max:
         p.error(f"--snr-min ({args.snr_min}) exceeds --snr-max ({args.snr_max})")
+    if args.grad_clip < 0:
+        p.error(f"--grad-clip must be >= 0, got {args.grad_clip}")
     if args.kernel is not None and args.kernel % 2 == 0:
         p.error(f"--kernel must be odd, got {args.kernel}")
     out = Path(args.out)
@@ -183,7 +187,8 @@ def main(argv=None):
         return 2
 
     overrides = {k: v for k, v in (("width", args.width), ("kernel", args.kernel),
-                                   ("res_blocks", args.res_blocks)) if v is not None}
+                                   ("res_blocks", args.res_blocks),
+                                   ("output", args.output)) if v is not None}
     make = jscc.user_config if args.model == "user" else jscc.interferer_config
     try:
         cfg = make(args.k, args.channel, image_shape=image_shape, **overrides)
@@ -193,7 +198,8 @@ def main(argv=None):
     model = jscc.build_model(cfg)
     settings = jscc.TrainSettings(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=args.warmup_steps, snr_min=args.snr_min, snr_max=args.snr_max,
+        warmup_steps=args.warmup_steps, grad_clip=args.grad_clip,
+        snr_min=args.snr_min, snr_max=args.snr_max,
         seed=args.seed, flip=args.dataset == "cifar10", eval_snr=10.0,
         max_steps_per_epoch=args.max_steps_per_epoch)
 
@@ -237,7 +243,7 @@ def main(argv=None):
                      "batch_size": args.batch_size, "lr": args.lr,
                      "schedule": f"linear warm-up {args.warmup_steps} steps, cosine to "
                                  f"{settings.min_lr_ratio:g} x lr",
-                     "optimizer": "Adam", "loss": "MSE",
+                     "optimizer": "Adam", "loss": "MSE", "grad_clip": args.grad_clip,
                      "snr_db_range": [args.snr_min, args.snr_max],
                      "channel": args.channel, "power": 1.0, "interferer": None,
                      "decoder_input": "MMSE-equalized symbols in the unit-power domain "

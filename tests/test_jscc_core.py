@@ -47,9 +47,11 @@ def tiny(**kw):
     (jscc.interferer_config, 512, (3, 32, 32), 1 / 6),
     (jscc.interferer_config, 256, (3, 32, 32), 1 / 12),
     (jscc.user_config, 98, (1, 28, 28), 1 / 8),
+    (jscc.interferer_config, 98, (1, 28, 28), 1 / 8),
 ])
-def test_shapes_and_cbr(make, k, shape, cbr):
-    cfg = make(k, "awgn", image_shape=shape)
+@pytest.mark.parametrize("output", ["sigmoid", "clamp"])
+def test_shapes_and_cbr(make, k, shape, cbr, output):
+    cfg = make(k, "awgn", image_shape=shape, output=output)
     assert math.isclose(cfg.cbr, cbr)
     model = jscc.build_model(cfg).eval()
     x = torch.rand(3, *shape)
@@ -79,6 +81,12 @@ def test_config_json_round_trip_and_validation():
         jscc.user_config(512, "rician")
     with pytest.raises(ValueError, match="unknown config field"):
         jscc.JSCCConfig.from_dict({**cfg.to_dict(), "depth": 3})
+    with pytest.raises(ValueError, match="output must be"):
+        jscc.user_config(512, output="tanh")
+    # configs written before the `output` field existed mean a sigmoid output
+    old = cfg.to_dict()
+    del old["output"]
+    assert jscc.JSCCConfig.from_dict(old).output == "sigmoid"
 
 
 def test_wrong_input_shapes_are_clear_errors():
@@ -265,6 +273,24 @@ def test_shipped_checkpoint_loads_with_provenance(sidecar):
 def _load_test_images(n, shape):
     name = "cifar10_test" if shape[0] == 3 else "mnist_test"
     return data.load_images(f"{name}[:{n}]").tensor()
+
+
+@pytest.mark.parametrize("sidecar", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_model_is_alive(sidecar):
+    """32 real test images through each shipped model on its own channel: 20 dB at least as
+    good as 0 dB, and 0 dB clearly above the best constant image (a collapsed decoder that
+    outputs one flat image - e.g. all black on MNIST - sits at or below that baseline)."""
+    model, cfg, _ = checkpoint.load_checkpoint(sidecar.with_suffix(""))
+    name = "cifar10_test" if cfg.image_shape[0] == 3 else "mnist_test"
+    if not (DATA_DIR / f"{name}.npz").is_file():
+        pytest.skip(f"{name}.npz not available")
+    x = _load_test_images(32, cfg.image_shape)
+    p0 = jscc.evaluate_psnr(model, x, 0.0, seed=0)
+    p20 = jscc.evaluate_psnr(model, x, 20.0, seed=0)
+    baseline = float(jscc.psnr_per_image(x.mean(dim=(2, 3), keepdim=True).expand_as(x),
+                                         x).mean())
+    assert p20 >= p0 - 0.1, (p0, p20)
+    assert p0 > baseline + 3.0, (p0, baseline)
 
 
 @pytest.mark.skipif(not HAVE_CIFAR_TEST, reason="cifar10_test.npz not available")

@@ -12,7 +12,7 @@ Models
 The encoder is a DeepJSCC-style conv stack (two stride-2 stages, residual blocks at H/4 x W/4,
 a linear conv to 2k / (H/4 * W/4) latent channels, flattened channel-major so s[:k] are the
 first half of the latent channels). The decoder mirrors it with sub-pixel (PixelShuffle) or
-transposed-conv upsampling and a sigmoid output. After every stage an ADJSCC attention-feature
+transposed-conv upsampling and a sigmoid (or straight-through clamp) output. After every stage an ADJSCC attention-feature
 (AF) module rescales the channels by sigmoid(MLP([global mean of the features, snr_db / 20])),
 so ONE model serves every SNR of its channel type (AWGN and Rayleigh get separate checkpoints:
 an i.i.d. Rayleigh MMSE output has per-symbol shrinkage and heavy-tailed noise, which a
@@ -35,8 +35,8 @@ P = 1 per image, no interferer, MSE loss, Adam with warm-up + cosine decay, seed
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from .mapping import complex_to_real, to_symbols
 
 ACTIVATIONS = ("prelu", "gelu", "relu")
 UPSAMPLERS = ("pixelshuffle", "convtranspose")
+OUTPUTS = ("sigmoid", "clamp")
 ROLES = ("user", "interferer")
 SNR_SCALE_DB = 20.0  # AF modules see snr_db / SNR_SCALE_DB
 
@@ -66,6 +67,7 @@ class JSCCConfig:
     activation: str = "prelu"
     upsample: str = "pixelshuffle"
     af_hidden: int = 16                              # hidden units of each AF MLP
+    output: str = "sigmoid"                          # sigmoid | clamp (see Decoder)
     channel_type: str = "awgn"                       # channel the model is trained for
     role: str = "user"                               # user | interferer (informational)
     arch: str = "deepjscc-af"                        # builder name (one for now)
@@ -119,6 +121,8 @@ class JSCCConfig:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.upsample not in UPSAMPLERS:
             raise ValueError(f"upsample must be one of {UPSAMPLERS}, got {self.upsample!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.channel_type not in CHANNEL_TYPES:
             raise ValueError(f"channel_type must be one of {CHANNEL_TYPES}, "
                              f"got {self.channel_type!r}")
@@ -283,7 +287,13 @@ class Decoder(nn.Module):
         for blk, af in zip(self.res, self.res_af):
             x = af(blk(x), snr)
         x = self.af1(self.act1(self.up1(x)), snr)
-        return torch.sigmoid(self.up2(x))
+        x = self.up2(x)
+        if self.cfg.output == "sigmoid":
+            return torch.sigmoid(x)
+        # "clamp": 0.5 + x clipped to [0, 1] with a straight-through gradient. A sigmoid can
+        # saturate on mostly-black images (MNIST) and get stuck outputting black.
+        y = x + 0.5
+        return y + (y.clamp(0.0, 1.0) - y).detach()
 
 
 class JSCC(nn.Module):
@@ -391,6 +401,7 @@ class TrainSettings:
     min_lr_ratio: float = 0.02     # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 200
     weight_decay: float = 0.0
+    grad_clip: float = 0.0         # max global gradient norm (0: no clipping)
     snr_min: float = 0.0
     snr_max: float = 20.0
     seed: int = 0
@@ -460,6 +471,8 @@ def train(model: JSCC, train_images: np.ndarray, test_images: torch.Tensor,
             loss = F.mse_loss(rec, x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if st.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), st.grad_clip)
             opt.step()
             step += 1
             running += float(loss.detach()) * x.shape[0]
