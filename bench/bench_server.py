@@ -47,11 +47,17 @@ def main():
     try:
         print(f"device {args.device}, model {MODEL}, {args.seconds:g} s per measurement")
         rows = {}
+        backends = (("in-process", local), ("side process", remote))
         for batch in (1, 16):
             x = latents[:batch]
-            for name, backend in (("in-process", local), ("side process", remote)):
-                t = timed(lambda: backend.decode(MODEL, x, 10.0), args.seconds)
-                rows[(name, batch)] = t
+            # Alternate short slices of the two, so a drift of the machine hits both alike.
+            for name, _ in backends:
+                rows[(name, batch)] = []
+            for _ in range(5):
+                for name, backend in backends:
+                    rows[(name, batch)] += timed(lambda: backend.decode(MODEL, x, 10.0), args.seconds / 5)
+            for name, _ in backends:
+                t = rows[(name, batch)]
                 print(f"decode batch {batch:2d} {name:12s}: {batch * len(t) / sum(t):8.1f} images/s "
                       f"(median {statistics.median(t) * 1e3:7.2f} ms per call)", flush=True)
         ping = timed(remote.ping, args.seconds)
