@@ -8,6 +8,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
+# Tests on the real datasets of ../shared/data (present in development and CI) skip, with
+# this reason, where that folder is absent.
+needs_cifar10 = pytest.mark.skipif(not (DATA / "cifar10_test.npz").is_file(),
+                                   reason=f"{DATA}/cifar10_test.npz not available")
+needs_mnist = pytest.mark.skipif(not (DATA / "mnist_test.npz").is_file(),
+                                 reason=f"{DATA}/mnist_test.npz not available")
+
 # Qt GUI blocks abort without a display; offscreen makes them run headless.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

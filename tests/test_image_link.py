@@ -17,7 +17,7 @@ from gnuradio.semcom.core import metrics
 from gnuradio.semcom.inference import get_backend
 from gnuradio.semcom.pdu_util import image_pdu, make_pdu
 
-from conftest import DATA
+from conftest import DATA, needs_cifar10
 
 USER, INTERFERER = "jscc_user_awgn_k512", "jscc_interferer_awgn_k512"
 
@@ -107,6 +107,7 @@ def gr_engine(n, channel, snr, sinr, user, interferer, seed=0):
     return tb.sink.summary()
 
 
+@needs_cifar10
 @pytest.mark.parametrize("channel, snr, sinr", [("awgn", 10.0, math.inf), ("awgn", 10.0, 5.0),
                                                 ("rayleigh", 10.0, 5.0)])
 def test_engines_agree(channel, snr, sinr):
@@ -123,6 +124,7 @@ def test_engines_agree(channel, snr, sinr):
     assert s["latent_mse_db"] == pytest.approx(metrics.db_mean(res.latent_mse_db), abs=0.3)
 
 
+@needs_cifar10
 def test_interference_and_noise_hurt_in_the_flowgraph():
     n = 32
     clean = gr_engine(n, "awgn", 20.0, math.inf, USER, INTERFERER)

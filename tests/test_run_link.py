@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_mnist
 
 APP = REPO / "apps" / "run_link.py"
 
@@ -43,7 +43,8 @@ def test_batch_run_writes_everything(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "imagenet"], "unknown dataset"),
-    (["--dataset", "mnist", "--user-model", "jscc_user_awgn_k512"], "takes images of shape"),
+    pytest.param(["--dataset", "mnist", "--user-model", "jscc_user_awgn_k512"], "takes images of shape",
+                 marks=needs_mnist),
     (["--snr", "10,,20"], "malformed"),
     (["--snr", "ten"], "not a dB value"),
     (["--snr", "0:20:-5"], "malformed range"),

@@ -52,7 +52,7 @@ def default_data_dir() -> Path:
     for c in candidates:
         if c.is_dir():
             return c
-    return candidates[0]
+    return candidates[1]  # named in the error: beside the repository that holds the venv
 
 
 @dataclass
