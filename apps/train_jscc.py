@@ -22,7 +22,6 @@ Training SNR ~ U[--snr-min, --snr-max] dB per image, P = 1 per image, no interfe
 """
 
 import argparse
-import json
 import math
 import os
 import platform

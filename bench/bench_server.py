@@ -12,7 +12,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 
 from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.inference.client import ServerBackend

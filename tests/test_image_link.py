@@ -15,7 +15,7 @@ from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.core.link_sim import simulate
 from gnuradio.semcom.core import metrics
 from gnuradio.semcom.inference import get_backend
-from gnuradio.semcom.pdu_util import image_pdu, make_pdu
+from gnuradio.semcom.pdu_util import image_pdu
 
 from conftest import DATA, needs_cifar10
 

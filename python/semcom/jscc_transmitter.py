@@ -1,6 +1,5 @@
 """jscc_transmitter (hier): image PDUs -> JSCC encoder -> symbol mapper -> tagged symbol stream."""
 
-import pmt
 from gnuradio import gr, pdu
 
 from .jscc_encoder import jscc_encoder

@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-import torch
 
 from .jscc import JSCC, JSCCConfig, count_parameters
 
