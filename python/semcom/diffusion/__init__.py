@@ -5,4 +5,6 @@
 - samplers.py: DDPM/DDIM steps and a UniPC multistep predictor-corrector (bh1/bh2, order k,
   any start step). Samplers never call a network: callers pass model outputs (or a model
   function) in, so guidance and joint chains (ICDM) compose outside the sampler.
+- guidance.py: ICDM's Gaussian-prior likelihood guidance for the joint (signal,
+  interference) chains on the Lemma-1 observation xhat = A x + B i + C e.
 """
