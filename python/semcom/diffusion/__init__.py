@@ -7,4 +7,5 @@
   function) in, so guidance and joint chains (ICDM) compose outside the sampler.
 - guidance.py: ICDM's Gaussian-prior likelihood guidance for the joint (signal,
   interference) chains on the Lemma-1 observation xhat = A x + B i + C e.
+- icdm.py: the joint UniPC sampler of ICDM (guided predictor, unguided corrector).
 """
