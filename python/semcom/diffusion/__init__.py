@@ -8,4 +8,6 @@
 - guidance.py: ICDM's Gaussian-prior likelihood guidance for the joint (signal,
   interference) chains on the Lemma-1 observation xhat = A x + B i + C e.
 - icdm.py: the joint UniPC sampler of ICDM (guided predictor, unguided corrector).
+- dit.py: the small latent DiT used as a prior, its eps loss, and its checkpoints
+  (trained by apps/train_prior.py).
 """
