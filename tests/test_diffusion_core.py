@@ -236,7 +236,6 @@ def test_latent_dit_shapes_tokens_and_a_few_training_steps():
 def test_train_prior_command_end_to_end(tmp_path):
     """A tiny run of apps/train_prior.py on real latents: it saves a loadable prior whose
     sidecar records the command and the losses; a broken file is one clear error."""
-    import json
     import subprocess
     import sys
     from gnuradio.semcom.core.checkpoint import CheckpointError
