@@ -184,7 +184,7 @@ def main(argv=None):
                 tb.run()
                 summary = tb.sink.summary()
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
-                ids, _, received = tb.sink.matched_images()
+                _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
                 bar.update(len(images))
             seconds = time.perf_counter() - t0

@@ -9,6 +9,7 @@
     NAME           a named set of core.data (cifar10_test, cifar10_train_batch1, ...)
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,13 @@ def _folder(path: Path) -> ImageSet:
 
 
 def load_dataset(spec: str) -> ImageSet:
-    spec = str(spec).strip()
+    """The images of a spec. Read once per process and shared (a sweep builds a flowgraph per
+    operating point, each with its image sources): callers must not modify the arrays."""
+    return _load_dataset(str(spec).strip())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(spec: str) -> ImageSet:
     if spec == "sample":
         return load_images(f"npz:{SAMPLE}")
     if spec in ("cifar10", "mnist"):
