@@ -40,7 +40,11 @@ def parse_args(argv):
     ap.add_argument("--channel", default="awgn", help="awgn, rayleigh or a comma list")
     ap.add_argument("--snr", default="10", help="SNR list in dB, e.g. 0,10,20 or 0:20:5")
     ap.add_argument("--sinr", default="inf", help="SINR list in dB; inf = no interferer")
-    ap.add_argument("--receiver", default="mmse", help="comma list of receivers")
+    ap.add_argument("--receiver", default="mmse",
+                    help="comma list of receivers: mmse, cddm, icdm, icdm-pigdm, icdm-dps, icdm-projection")
+    ap.add_argument("--receiver-options", default="",
+                    help="comma list of [RECEIVER.]NAME=VALUE, e.g. 'steps=40,icdm.zeta_i=0.5'; a bare "
+                         "NAME applies to every listed receiver that has it")
     ap.add_argument("--engine", default="gnuradio", choices=("gnuradio", "batch"))
     ap.add_argument("--k", type=int, default=0,
                     help="complex symbols per image: 512 (CBR 1/6) or 256 (1/12) for CIFAR-10; "
@@ -54,7 +58,8 @@ def parse_args(argv):
     ap.add_argument("--device", default="", help="torch device (default cuda if present, else cpu)")
     ap.add_argument("--server", default="",
                     help="neural inference: empty = in-process; 'auto' = start a side process on a "
-                         "free loopback port for this run; tcp://HOST:PORT = a running server")
+                         "free loopback port for this run; tcp://HOST:PORT = a running server "
+                         "(CurveZMQ: tcp://HOST:PORT?server_key=FILE&client_key=FILE)")
     ap.add_argument("--server-timeout", type=float, default=10.0,
                     help="seconds to wait for a server reply before the image is dropped (default 10)")
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
@@ -75,6 +80,26 @@ def parse_snr_list(text):
         n = int(math.floor((b - a) / step + 1e-9)) + 1
         return [round(a + i * step, 6) for i in range(n)]
     return parse_db_list(text)
+
+
+def split_receiver_options(text, receivers):
+    """{receiver: options dict} from '[RECEIVER.]NAME=VALUE,...' (checked against each receiver)."""
+    from gnuradio.semcom.core.receivers import check_receiver, parse_options
+    for r in receivers:
+        check_receiver(r)
+    out = {r: {} for r in receivers}
+    for key, value in parse_options(text).items():
+        target, dot, name = key.rpartition(".")
+        if dot and target not in receivers:
+            raise ValueError(f"--receiver-options {key}: {target!r} is not among --receiver")
+        takers = [target] if dot else [r for r in receivers if name in check_receiver(r).defaults]
+        if not takers:
+            raise ValueError(f"--receiver-options {key}: no listed receiver has an option {name!r}")
+        for r in takers:
+            out[r][name] = value
+    for r in receivers:
+        check_receiver(r, out[r])  # types and names
+    return out
 
 
 def check_out_dir(path):
@@ -107,8 +132,7 @@ def main(argv=None):
             if c not in CHANNEL_TYPES:
                 raise ValueError(f"unknown channel {c!r} (expected {' or '.join(CHANNEL_TYPES)})")
         receivers = [r.strip() for r in args.receiver.split(",")]
-        for r in receivers:
-            check_receiver(r, engine=args.engine)
+        receiver_options = split_receiver_options(args.receiver_options, receivers)
         if args.images < 0 or args.coherence < 1:
             raise ValueError("--images must be >= 0 and --coherence >= 1")
         data = load_dataset(args.dataset)
@@ -122,8 +146,9 @@ def main(argv=None):
             from gnuradio.semcom.inference.spawn import spawn_server, stop_server
             server, server_proc = spawn_server(args.device)
             atexit.register(stop_server, server_proc)  # also on errors and Ctrl-C
-        elif server and not server.startswith(("tcp://", "ipc://")):
-            raise ValueError(f"--server {server!r}: expected 'auto' or tcp://HOST:PORT")
+        elif server:
+            from gnuradio.semcom.inference.local import parse_server
+            parse_server(server)  # the address and any CurveZMQ key files, checked before any work
         backend = get_backend(server, args.device, args.server_timeout)
         if server:
             from gnuradio.semcom.inference.client import BackendUnavailable
@@ -143,6 +168,9 @@ def main(argv=None):
                     raise ValueError(f"model {name} takes images of shape {tuple(info['image_shape'])}, "
                                      f"dataset {args.dataset!r} has {tuple(images.shape[1:])}")
             models[c] = (user, interferer, backend.info(user)["cbr"])
+            if not server:  # a diffusion receiver without its shipped prior fails here, not mid-sweep
+                for r in receivers:
+                    check_receiver(r).check_priors(c, k)
         out = check_out_dir(args.out)
     except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
@@ -171,7 +199,9 @@ def main(argv=None):
             if args.engine == "batch":
                 from gnuradio.semcom.core.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
-                               args.coherence, args.seed, progress=bar.update)
+                               args.coherence, args.seed, progress=bar.update,
+                               receiver_options=receiver_options[receiver])
+                nfe = res.nfe
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
                 per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
                        if len(res.kept) else {})
@@ -180,12 +210,14 @@ def main(argv=None):
                 tb = semcom.image_link(args.dataset, len(images), channel, snr, sinr, user, interferer,
                                        receiver, args.coherence, args.seed, "", server, args.device,
                                        not args.no_lpips,
-                                       ack_timeout=3 * args.server_timeout if server else 30.0)
+                                       ack_timeout=3 * args.server_timeout if server else 30.0,
+                                       receiver_options=",".join(f"{k}={v}" for k, v in receiver_options[receiver].items()))
                 tb.run()
                 summary = tb.sink.summary()
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
                 _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
+                nfe = tb.rx.nfe
                 bar.update(len(images))
             seconds = time.perf_counter() - t0
             n_ok = len(per.get("psnr_db", []))
@@ -195,7 +227,7 @@ def main(argv=None):
                    "ssim": metrics.mean_or_none(per.get("ssim")),
                    "ms_ssim": metrics.mean_or_none(per.get("ms_ssim")),
                    "lpips": metrics.mean_or_none(per.get("lpips")),
-                   "latent_mse_db": metrics.db_mean(lat), "nfe": check_receiver(receiver).nfe,
+                   "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
                    "engine": args.engine, "dataset": args.dataset, "seed": args.seed}
             rows.append(row)

@@ -5,7 +5,8 @@ The training latents are real JSCC latents: CIFAR-10 training images through a s
 encoder (told --encoder-snr), power-normalised per image (mean|z|^2 = 1), in real form
 [Re z; Im z], scaled to unit variance per real dimension (x sqrt 2). The interference prior
 learns i = g u with the interferer's unknown channel gain folded in: g = 1 for AWGN,
-g ~ CN(0, 1) per symbol (drawn afresh each epoch) for Rayleigh.
+g ~ CN(0, 1) per symbol (drawn afresh each epoch) for Rayleigh. The user prior learns the
+latents as sent (the receiver knows and equalizes h).
 
   .venv/bin/python apps/train_prior.py --role user --channel awgn --k 512 --epochs 60 --seed 0 \\
       --out python/semcom/checkpoints/prior_user_awgn_k512
@@ -42,9 +43,11 @@ def latents(backend, model, spec, snr_db, max_images):
     return z, len(images)
 
 
-def fold_gain(z, channel, generator):
-    """Real unit-variance form of g z (g = 1, or CN(0, 1) per symbol for Rayleigh)."""
-    if channel == "rayleigh":
+def unit_latents(z, role, channel, generator):
+    """Real unit-variance form of the latents a prior learns: the user's z as sent (the
+    receiver knows h), the interferer's g u with its unknown gain folded in (g = 1 for AWGN,
+    CN(0, 1) per symbol for Rayleigh)."""
+    if role == "interferer" and channel == "rayleigh":
         z = z * torch.randn(z.shape, dtype=z.dtype, generator=generator)
     return complex_to_real(z) * math.sqrt(2.0)
 
@@ -77,7 +80,7 @@ def main(argv=None):
     t0 = time.time()
     z_train, n_train = latents(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)
     z_test, n_test = latents(backend, encoder, HELD_OUT, args.encoder_snr, 0)
-    test_x = fold_gain(z_test, args.channel, torch.Generator().manual_seed(12345))
+    test_x = unit_latents(z_test, args.role, args.channel, torch.Generator().manual_seed(12345))
     grid = 8  # 32x32 images: the encoder's 8x8 latent map
     cfg = DiTConfig(latent_dim=2 * args.k, grid=grid, width=args.width, depth=args.depth, heads=4)
     model = LatentDiT(cfg)
@@ -90,7 +93,7 @@ def main(argv=None):
     bar = tqdm(total=total, disable=args.no_progress, unit="step")
     for epoch in range(1, args.epochs + 1):
         model.train()
-        x = fold_gain(z_train, args.channel, gen)
+        x = unit_latents(z_train, args.role, args.channel, gen)
         perm = torch.randperm(n_train, generator=gen)
         losses = []
         for s in range(steps_per_epoch):
@@ -113,7 +116,8 @@ def main(argv=None):
     meta = {"training_command": "python apps/train_prior.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "role": args.role, "channel": args.channel, "k": args.k, "encoder": encoder,
             "encoder_snr_db": args.encoder_snr, "latent_scale": "x_u = sqrt(2) [Re z; Im z], mean|z|^2 = 1",
-            "gain_folded": "g = 1" if args.channel == "awgn" else "g ~ CN(0, 1) per symbol, redrawn each epoch",
+            "gain_folded": ("g ~ CN(0, 1) per symbol, redrawn each epoch" if args.role == "interferer"
+                            and args.channel == "rayleigh" else "none (g = 1)"),
             "train_data": {"spec": TRAIN[args.role], "images": n_train}, "held_out": {"spec": HELD_OUT, "images": n_test},
             "schedule": "VP linear betas 1e-4..0.02, 1000 steps", "epochs": args.epochs, "steps": total,
             "batch_size": args.batch_size, "lr": args.lr, "optimizer": "AdamW, one-cycle", "seed": args.seed,

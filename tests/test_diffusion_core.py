@@ -93,6 +93,13 @@ def test_unipc_converges_to_the_analytic_flow_on_a_gaussian_prior():
     assert err[(2, 200)] < 0.01 * math.sqrt(v)      # within 1 % of the prior's std
 
 
+@pytest.mark.parametrize("start, steps", [(150, 151), (150, 1000), (150, 150), (150, 149), (0, 5), (999, 1000)])
+def test_timesteps_are_distinct_and_descending(start, steps):
+    ts = VPSchedule.linear().timesteps(steps, start)
+    assert ts[0] == start and len(ts) == min(steps, start + 1)
+    assert all(a > b for a, b in zip(ts, ts[1:]))
+
+
 def test_unipc_argument_errors():
     s = VPSchedule.linear()
     with pytest.raises(ValueError):

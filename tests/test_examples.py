@@ -51,3 +51,15 @@ def test_example_compiles_and_runs(path, tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("receiver", ["cddm", "icdm"])
+def test_image_link_example_with_a_diffusion_receiver(receiver, tmp_path):
+    """The same no-GUI image-link flowgraph with the receiver chosen on its command line."""
+    import json
+    script = compile_grc(REPO / "grc" / "examples" / "image_link_nogui.grc", tmp_path)
+    res = subprocess.run([sys.executable, str(script), "-r", receiver], capture_output=True, cwd=tmp_path,
+                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    summary = json.loads((tmp_path / "image_link_results" / "summary.json").read_text())
+    assert summary["images"] == summary["received"] == 32 and summary["missing"] == 0

@@ -26,7 +26,7 @@ from semcom.core import checkpoint, data, jscc  # noqa: E402
 from semcom.core.checkpoint import CheckpointError  # noqa: E402
 
 CKPT_DIR = REPO / "python" / "semcom" / "checkpoints"
-SHIPPED = sorted(CKPT_DIR.glob("*.json"))
+SHIPPED = sorted(CKPT_DIR.glob("jscc_*.json"))  # the diffusion priors: test_icdm.py
 DATA_DIR = data.default_data_dir()
 HAVE_CIFAR_TEST = (DATA_DIR / "cifar10_test.npz").is_file()
 

@@ -51,6 +51,11 @@ def test_batch_run_writes_everything(tmp_path):
     (["--sinr", "nan"], "not a dB value"),
     (["--channel", "rician"], "unknown channel"),
     (["--receiver", "magic"], "unknown receiver"),
+    (["--receiver", "icdm", "--receiver-options", "steps"], "NAME=VALUE"),
+    (["--receiver", "icdm", "--receiver-options", "stepz=3"], "no listed receiver has an option"),
+    (["--receiver", "icdm", "--receiver-options", "cddm.steps=3"], "not among --receiver"),
+    (["--receiver", "cddm", "--receiver-options", "steps=many"], "must be a int"),
+    (["--receiver", "icdm", "--k", "256"], "no shipped diffusion prior"),
     (["--images", "100000"], "has only"),
     (["--k", "300"], "no shipped model"),
     (["--snr", "0", "--sinr", "5"], "no operating point"),
@@ -69,3 +74,15 @@ def test_unwritable_out(tmp_path):
     blocker.write_text("x")
     res = run("--out", str(blocker / "sub"))
     assert res.returncode == 2 and "not a writable directory" in res.stderr
+
+
+def test_diffusion_receivers_on_both_engines(tmp_path):
+    """cddm and icdm run end to end on both engines; options reach the receiver (NFE)."""
+    for engine in ("batch", "gnuradio"):
+        res = run("--dataset", "sample", "--images", "4", "--engine", engine, "--snr", "20", "--sinr", "0",
+                  "--receiver", "mmse,cddm,icdm", "--receiver-options", "steps=3,icdm.zeta_i=0.5",
+                  "--no-lpips", "--json", "--out", str(tmp_path / engine))
+        assert res.returncode == 0, res.stderr
+        rows = {r["receiver"]: r for r in map(json.loads, res.stdout.splitlines())}
+        assert rows["mmse"]["nfe"] == 0 and rows["icdm"]["nfe"] == 6 and 1 <= rows["cddm"]["nfe"] <= 3
+        assert all(r["images"] == 4 and r["lost"] == 0 for r in rows.values())

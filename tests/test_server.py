@@ -50,6 +50,44 @@ def test_side_process_equals_in_process(server):
     assert "mmse" in info["receivers"]
 
 
+def test_diffusion_receiver_on_the_server_equals_in_process(server):
+    """The receive op runs any registered receiver: same latents and NFE as in-process."""
+    import torch
+    from gnuradio.semcom.core.link_sim import equalized_batch
+    client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
+    imgs = load_dataset("sample").images
+    _, xhat, ctx = equalized_batch(local, imgs[:3], imgs[-3:], "rayleigh", 20.0, 0.0, "jscc_user_rayleigh_k512",
+                                   "jscc_interferer_awgn_k512", 1, torch.Generator().manual_seed(0))
+    ctx.options = {"steps": 3, "start": "observation"}
+    remote = client.receive("icdm", xhat.numpy(), ctx)
+    assert ctx.nfe == 6
+    ctx.nfe = 0
+    np.testing.assert_allclose(remote, local.receive("icdm", xhat.numpy(), ctx), rtol=1e-4, atol=1e-5)
+    assert ctx.nfe == 6
+    ctx.options = {"steps": "many"}
+    with pytest.raises(ServerError, match="bad_params"):
+        client.receive("icdm", xhat.numpy(), ctx)
+    assert "prior_user_rayleigh_k512" in client.call({"op": "info"})[0]["priors"]
+
+
+def test_dynamic_batches_never_exceed_max_batch():
+    """Queued requests of one kind run in arrival order, merged up to max_batch items (a
+    single larger request runs alone), and each gets its own reply."""
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_batch=4, max_wait_ms=1000)
+    runs = []
+    server._run_batch = lambda key, items: runs.append([len(a["latents"]) for _, _, a, _ in items])
+    try:
+        for n, size in enumerate((2, 1, 3, 6, 1)):
+            lat = np.zeros((size, 1024), np.float32)
+            server._handle([b"peer%d" % n] + protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5},
+                                                             "id": n}, [("latents", lat)]))
+        assert runs == []  # 13 items pending, none run before the flush
+        server._flush(force=True)
+        assert runs == [[2, 1], [3], [6], [1]]
+    finally:
+        server.sock.close(0)
+
+
 def malformed_cases(rng):
     """A seeded stream of malformed requests: (frames, expected error code)."""
     good_img = np.zeros((1, 32, 32, 3), np.uint8)
@@ -79,6 +117,9 @@ def malformed_cases(rng):
                          arrays=[{"name": "latents", "dtype": "float32", "shape": [600, 1024]}]),
                   b"\0" * (600 * 1024 * 4)], "too_large"),
         lambda: ([V, hdr(op="receive", receiver="magic", params={"snr_db": 1})], "unknown_receiver"),
+        lambda: ([V, hdr(op="receive", receiver="icdm", params={"snr_db": 1, "noise_var": 1, "signal_power": 1,
+                                                                 "interference_power": 1, "options": {"stepz": 2}})],
+                 "bad_params"),
         lambda: ([V, hdr(op="encode", model=USER, params={"snr_db": 1},
                          arrays=[{"name": "images", "dtype": "uint8", "shape": [-1, 32, 32, 3]}]), good_img.tobytes()], "bad_shape"),
     ]
@@ -105,7 +146,7 @@ def test_fuzz_1000_malformed_requests_then_still_serving(server):
             seen.add(kind)
     finally:
         sock.close(0)
-    assert len(seen) == 16  # every kind of malformed request was sent
+    assert len(seen) == 17  # every kind of malformed request was sent
     client = ServerBackend(server[0])
     assert client.ping()["pong"] is True
     assert client.encode(USER, load_dataset("sample").images[:2], 5.0).shape == (2, 1024)
@@ -220,6 +261,20 @@ def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
         assert good.ping()["pong"]
         with pytest.raises(BackendUnavailable):
             ServerBackend(address, timeout=1).ping()  # no keys: no conversation
+        # the blocks' server string carries the key files
+        from gnuradio.semcom.inference.local import get_backend, parse_server
+        keyed = get_backend(f"{address}?server_key={tmp_path / 'server.key'}&client_key={tmp_path / 'client.key_secret'}")
+        assert keyed.ping()["pong"]
+        imgs = load_dataset("sample").images[:2]
+        np.testing.assert_allclose(keyed.encode(USER, imgs, 5.0), LocalBackend("cpu").encode(USER, imgs, 5.0),
+                                   rtol=1e-5, atol=1e-5)
+        for bad, match in ((f"{address}?server_key={tmp_path / 'server.key'}", "needs both"),
+                           (f"{address}?server_key=/nonexistent&client_key=/nonexistent", "cannot read"),
+                           (f"{address}?server_key={tmp_path / 'server.key'}&client_key={tmp_path / 'client.key'}",
+                            "no secret key"),
+                           (f"{address}?color=blue", r"expected \?server_key"), ("udp://x:1", "expected tcp")):
+            with pytest.raises(ValueError, match=match):
+                parse_server(bad)
     finally:
         stop_server(proc)
 

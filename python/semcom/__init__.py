@@ -7,7 +7,8 @@
 
 C++ blocks (pybind11): fading_interference_channel_cc, mmse_equalizer_cc.
 Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
-jscc_encoder, jscc_decoder, image_sink; hier blocks jscc_transmitter, jscc_receiver;
+jscc_encoder, jscc_decoder, image_sink, icdm_canceller (the diffusion receivers);
+hier blocks jscc_transmitter, jscc_receiver, equalized_to_pdu;
 top blocks gaussian_link, image_link.
 GNU Radio-free maths lives in gnuradio.semcom.core.
 """
@@ -30,6 +31,8 @@ from .image_sink import image_sink  # noqa: E402,F401
 from .jscc_encoder import jscc_encoder  # noqa: E402,F401
 from .jscc_decoder import jscc_decoder  # noqa: E402,F401
 from .jscc_transmitter import jscc_transmitter  # noqa: E402,F401
+from .equalized_to_pdu import equalized_to_pdu  # noqa: E402,F401
+from .icdm_canceller import icdm_canceller  # noqa: E402,F401
 from .jscc_receiver import jscc_receiver  # noqa: E402,F401
 from .image_link import image_link  # noqa: E402,F401
 from .image_display import image_display  # noqa: E402,F401

@@ -3,6 +3,8 @@
 user images ─ jscc_transmitter ─┐                                   ┌─ image_sink
                                 ├─ fading_interference_channel_cc ─ mmse_equalizer_cc ─ jscc_receiver
 interferer images ─ jscc_transmitter ─┘   (null source when SINR = inf)
+
+The receiver also gets the equalizer's weights w and the CSI h (used by cddm, icdm, ...).
 """
 
 import math
@@ -22,7 +24,7 @@ class image_link(gr.top_block):
                  sinr_db=math.inf, user_model="jscc_user_awgn_k512",
                  interferer_model="jscc_interferer_awgn_k512", receiver="mmse",
                  coherence_len=1, seed=0, out_dir="", server="", device="", with_lpips=True,
-                 max_in_flight=16, ack_timeout=30.0):
+                 max_in_flight=16, ack_timeout=30.0, receiver_options=""):
         gr.top_block.__init__(self, "image_link")
         powers = link_powers(snr_db, sinr_db)
         self.user_source = image_source(dataset, images, 0, "forward", max_in_flight, ack_timeout)
@@ -30,7 +32,8 @@ class image_link(gr.top_block):
         self.channel = _cpp.fading_interference_channel_cc(
             channel_type, coherence_len, snr_db, sinr_db, powers.signal_power, seed)
         self.equalizer = _cpp.mmse_equalizer_cc(powers.signal_power, powers.noise_var)
-        self.rx = jscc_receiver(user_model, snr_db, receiver, server, device)
+        self.rx = jscc_receiver(user_model, snr_db, receiver, server, device, sinr_db, channel_type,
+                                receiver_options, seed)
         self.sink = image_sink(out_dir, with_lpips=with_lpips)
 
         self.msg_connect(self.user_source, "pdus", self.user_tx, "images")
@@ -49,7 +52,9 @@ class image_link(gr.top_block):
             self.connect(blocks.null_source(gr.sizeof_gr_complex), (self.channel, 1))
         self.connect((self.channel, 0), (self.equalizer, 0))
         self.connect((self.channel, 1), (self.equalizer, 1))
-        self.connect((self.equalizer, 0), self.rx)
+        self.connect((self.equalizer, 0), (self.rx, 0))
+        self.connect((self.equalizer, 1), (self.rx, 1))  # the diffusion receivers' side information
+        self.connect((self.channel, 1), (self.rx, 2))
         self.msg_connect(self.rx, "images", self.sink, "pdus")
         self.msg_connect(self.rx, "latents", self.sink, "rx_latents")
         self.msg_connect(self.sink, "ack", self.user_source, "ack")

@@ -1,32 +1,70 @@
-"""jscc_receiver (hier): equalized symbol stream -> latents -> JSCC decoder -> image PDUs."""
+"""jscc_receiver (hier): equalized symbols -> [diffusion receiver] -> JSCC decoder -> image PDUs."""
 
-from gnuradio import gr, pdu
+import math
 
-from .core.receivers import check_receiver
+from gnuradio import blocks, gr, pdu
+
+from .core.receivers import check_receiver, parse_options
+from .equalized_to_pdu import equalized_to_pdu
+from .icdm_canceller import icdm_canceller
 from .jscc_decoder import jscc_decoder
 from .symbol_demapper import symbol_demapper
 
 
 class jscc_receiver(gr.hier_block2):
-    """Stream in: the equalized symbols zhat with "packet_len" tags; message out "images"
-    (decoded) and "latents" (what the decoder was given). `receiver` names the latent
-    clean-up between demapper and decoder ("mmse": none)."""
+    """Streams in: 0 = the equalized symbols zhat, 1 = the MMSE weights w, 2 = the CSI h
+    (mmse_equalizer_cc outputs 0 and 1, the channel's CSI), with "packet_len" tags. Message
+    out "images" (decoded) and "latents" (what the decoder was given).
 
-    def __init__(self, model="jscc_user_awgn_k512", snr_db=10.0, receiver="mmse", server="", device=""):
-        check_receiver(receiver, engine="gnuradio")
-        gr.hier_block2.__init__(self, "jscc_receiver", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+    receiver "mmse": the decoder gets the equalized latent (w and h are not used). Any
+    other receiver (cddm, icdm, icdm-*) cleans it with icdm_canceller first; the same
+    flowgraph serves every receiver. `channel_type` picks the diffusion priors (empty: the
+    model's channel)."""
+
+    def __init__(self, model="jscc_user_awgn_k512", snr_db=10.0, receiver="mmse", server="", device="",
+                 sinr_db=math.inf, channel_type="", options="", seed=0):
+        check_receiver(receiver, parse_options(options))
+        self.diffusion = receiver != "mmse"
+        gr.hier_block2.__init__(self, "jscc_receiver", gr.io_signature(3, 3, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.message_port_register_hier_out("images")
         self.message_port_register_hier_out("latents")
-        self.to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, "packet_len")
-        # The decoder works in the power-normalised domain: the receiver is not told the scale.
-        self.demapper = symbol_demapper(undo_scale=False)
         self.decoder = jscc_decoder(model, snr_db, server, device)
-        self.connect(self, self.to_pdu)
-        self.msg_connect(self.to_pdu, "pdus", self.demapper, "pdus")
-        self.msg_connect(self.demapper, "pdus", self.decoder, "pdus")
-        self.msg_connect(self.demapper, "pdus", self, "latents")
+        if self.diffusion:
+            info = self.decoder.info
+            self.to_pdu = equalized_to_pdu(snr_db, sinr_db)
+            self.canceller = icdm_canceller(receiver, channel_type or info["channel"], info["k"], snr_db, sinr_db,
+                                            1.0, options, seed, server, device)
+            for port in range(3):
+                self.connect((self, port), (self.to_pdu, port))
+            self.msg_connect(self.to_pdu, "pdus", self.canceller, "pdus")
+            latents = self.canceller
+        else:
+            self.to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, "packet_len")
+            # The decoder works in the power-normalised domain: the receiver is not told the scale.
+            self.demapper = symbol_demapper(undo_scale=False)
+            self.connect((self, 0), self.to_pdu)
+            self.unused = [blocks.null_sink(gr.sizeof_gr_complex) for _ in range(2)]
+            for port, sink in enumerate(self.unused, start=1):
+                self.connect((self, port), sink)
+            self.msg_connect(self.to_pdu, "pdus", self.demapper, "pdus")
+            latents = self.demapper
+        self.msg_connect(latents, "pdus", self.decoder, "pdus")
+        self.msg_connect(latents, "pdus", self, "latents")
         self.msg_connect(self.decoder, "pdus", self, "images")
+
+    @property
+    def nfe(self):
+        """Network evaluations per image of the diffusion receiver's last batch (0 for mmse)."""
+        return self.canceller.nfe if self.diffusion else 0
 
     def set_snr_db(self, snr_db):
         self.decoder.set_snr_db(snr_db)
+        if self.diffusion:
+            self.to_pdu.set_snr_db(snr_db)
+            self.canceller.set_snr_db(snr_db)
+
+    def set_sinr_db(self, sinr_db):
+        if self.diffusion:
+            self.to_pdu.set_sinr_db(sinr_db)
+            self.canceller.set_sinr_db(sinr_db)

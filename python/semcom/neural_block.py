@@ -9,12 +9,13 @@ from .pdu_util import BatchWorker
 
 
 class neural_pdu_block(gr.basic_block):
-    """Subclasses give prepare(msg) -> (meta, array) or None (after logging why),
-    run_batch(list of arrays) -> list of results, and to_pdu(meta, result)."""
+    """Subclasses give prepare(msg) -> (meta, item) or None (after logging why),
+    run_batch(list of items) -> list of results, and to_pdu(meta, result). `model` empty:
+    the block uses no JSCC model (a receiver)."""
 
     def __init__(self, name, model, snr_db, server="", device="", max_batch=16):
         backend = get_backend(server, device)
-        info = backend.info(model)  # a missing or broken checkpoint fails here, clearly
+        info = backend.info(model) if model else None  # a missing or broken checkpoint fails here
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         gr.basic_block.__init__(self, name=name, in_sig=None, out_sig=None)

@@ -39,8 +39,9 @@ class CheckpointError(ValueError):
 
 
 def shipped_checkpoints() -> Dict[str, Path]:
-    """{name: path without extension} of the checkpoints shipped in CHECKPOINT_DIR."""
-    return {p.stem: p.with_suffix("") for p in sorted(CHECKPOINT_DIR.glob("*.json"))}
+    """{name: path without extension} of the JSCC checkpoints shipped in CHECKPOINT_DIR
+    (the diffusion priors beside them, prior_*, are models.list_priors())."""
+    return {p.stem: p.with_suffix("") for p in sorted(CHECKPOINT_DIR.glob("jscc_*.json"))}
 
 
 def _split(path: Union[str, Path]) -> Tuple[Path, Path]:

@@ -13,8 +13,25 @@ CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 def list_models() -> List[str]:
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.json")
+    """The shipped JSCC models (the diffusion priors, prior_*, are listed by list_priors)."""
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("jscc_*.json")
                   if (p.with_suffix(".safetensors")).exists())
+
+
+def list_priors() -> List[str]:
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("prior_*.json")
+                  if (p.with_suffix(".safetensors")).exists())
+
+
+def prior_for(role: str, channel_type: str, k: int) -> Path:
+    """The shipped diffusion prior of the user's latents ("user", trained on the user encoder
+    for that channel) or of the interference ("interferer", channel gain folded in)."""
+    name = f"prior_{role}_{channel_type}_k{k}"
+    weights, _ = checkpoint_paths(CHECKPOINT_DIR / name)
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: no shipped diffusion prior {name!r} "
+                              f"(available: {', '.join(list_priors()) or 'none'}; train one with apps/train_prior.py)")
+    return weights.with_suffix("")
 
 
 def checkpoint_for(name: str) -> Path:

@@ -12,6 +12,14 @@ a diagonal covariance (A'A'^T = s_x^2 |a|^2 I per symbol, likewise B'). Its grad
 respect to x_t and i_t uses dx0/dx_t = sqrt(abar_t) I, exact for a unit Gaussian prior
 (whose Tweedie estimate is sqrt(abar_t) x_t), and needs no backpropagation through the
 network. Guided noise: eps~ = eps - sqrt(1 - abar_t) * zeta * grad.
+
+The ablations of ICDM compute that gradient other ways (same sampler, same observation):
+- "pigdm" (Song et al., 2023): the same Gaussian covariance, but the Jacobian of the Tweedie
+  estimate is the network's own (a vector-Jacobian product by autograd);
+- "dps" (Chung et al., 2023): no diffusion term in the covariance (just CC^T), autograd
+  through the network, and DPS's step normalisation by the residual norm;
+- "projection": no likelihood; the x_0 estimates are moved by the least-norm correction that
+  makes A' x0 + B' i0 = xhat exactly (noise ignored), expressed as an eps guidance.
 """
 
 from dataclasses import dataclass
@@ -34,10 +42,11 @@ class LinearObservation:
         return complex_to_real(self.scale_x * self.a * real_to_complex(x0)
                                + self.scale_i * self.b * real_to_complex(i0))
 
-    def variance(self, prior_var) -> torch.Tensor:
-        """prior_var (A'A'^T + B'B'^T) + C C^T per real dimension, (N, 2k)."""
-        v = prior_var * (self.scale_x ** 2 * self.a.abs().square() + self.scale_i ** 2 * self.b.abs().square()) \
-            + self.c.square()
+    def variance(self, prior_var, noise: bool = True) -> torch.Tensor:
+        """prior_var (A'A'^T + B'B'^T) + C C^T per real dimension, (N, 2k) (noise=False: no CC^T)."""
+        v = prior_var * (self.scale_x ** 2 * self.a.abs().square() + self.scale_i ** 2 * self.b.abs().square())
+        if noise:
+            v = v + self.c.square()
         return torch.cat([v, v], dim=-1)
 
     def adjoint_a(self, r: torch.Tensor) -> torch.Tensor:
@@ -65,3 +74,22 @@ def gaussian_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
 def guided_eps(eps: torch.Tensor, grad: torch.Tensor, abar_t: float, zeta: float) -> torch.Tensor:
     """Classifier-guidance form: eps - sqrt(1 - abar_t) * zeta * grad log p(xhat | x_t, i_t)."""
     return eps - (1.0 - abar_t) ** 0.5 * zeta * grad
+
+
+def dps_objective(obs: LinearObservation, xhat, x0, i0) -> torch.Tensor:
+    """DPS's guidance objective per sample: -||(xhat - A' x0 - B' i0) / C||, whose gradient is
+    the DPS step zeta / ||r|| * grad(-||r||^2 / 2) (up to the factor 2 folded into zeta)."""
+    r = (xhat - obs.mean(x0, i0)) / obs.variance(0.0).sqrt().clamp_min(1e-12)
+    return -r.square().sum(-1).sqrt()
+
+
+def projection_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
+    """The least-norm (dx0, di0) with A'(x0 + dx0) + B'(i0 + di0) = xhat, as guidance terms g
+    such that guided_eps(eps, g, abar_t, zeta) moves the Tweedie estimate by zeta * dx0:
+    g = sqrt(abar_t) / (1 - abar_t) * dx0."""
+    r = (xhat - obs.mean(x0, i0)) / obs.variance(1.0, noise=False).clamp_min(1e-12)
+    scale = abar_t ** 0.5 / (1.0 - abar_t)
+    return scale * obs.adjoint_a(r), scale * obs.adjoint_b(r)
+
+
+GUIDANCE_KINDS = ("gaussian", "pigdm", "dps", "projection")

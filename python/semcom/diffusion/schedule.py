@@ -58,12 +58,13 @@ class VPSchedule:
         return int(torch.argmin((self.alphas_cumprod - target).abs()))
 
     def timesteps(self, steps: int, start: int = None) -> list:
-        """`steps` integer steps from `start` (default T-1) down towards 0, evenly spaced,
-        as diffusers' "linspace" spacing does for start = T-1."""
+        """`steps` distinct integer steps from `start` (default T-1) down towards 0, evenly
+        spaced, as diffusers' "linspace" spacing does for start = T-1; at most start + 1."""
         start = self.num_steps - 1 if start is None else int(start)
         if not 0 <= start < self.num_steps or steps < 1:
             raise ValueError(f"need 1 <= steps and 0 <= start < {self.num_steps}")
-        steps = min(steps, start + 1)
+        if steps >= start + 1:  # every step (evenly spaced rounding would repeat some)
+            return list(range(start, -1, -1))
         ts = np.linspace(0, start, steps + 1).round()[::-1][:-1].astype(np.int64)
         return [int(t) for t in ts]
 

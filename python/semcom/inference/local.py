@@ -63,6 +63,20 @@ class LocalBackend:
         x = torch.from_numpy(latents).to(self.device)
         return to_uint8(model.decode(x, float(snr_db)).cpu())
 
+    @torch.no_grad()
+    def receive(self, receiver: str, xhat: np.ndarray, ctx) -> np.ndarray:
+        """Latents float32 (N, 2k) from the registered receiver `receiver` given the equalized
+        latents xhat float32 (N, 2k) and a core.receivers.LinkContext (its nfe is set)."""
+        from ..core.receivers import check_receiver
+        rec = check_receiver(receiver, ctx.options)
+        xhat = np.asarray(xhat, dtype=np.float32)
+        if xhat.ndim != 2 or xhat.shape[1] != 2 * ctx.w.shape[-1] or ctx.w.shape != ctx.h.shape \
+                or ctx.w.shape[0] != xhat.shape[0]:
+            raise ValueError(f"receive needs xhat (N, 2k) with w and h (N, k), got {xhat.shape}, "
+                             f"{tuple(ctx.w.shape)}, {tuple(ctx.h.shape)}")
+        x = torch.from_numpy(xhat).to(self.device)
+        return rec(x, ctx).float().cpu().numpy()
+
 
 _SHARED: Dict[str, LocalBackend] = {}
 _SHARED_LOCK = threading.Lock()
@@ -71,13 +85,44 @@ _SHARED_LOCK = threading.Lock()
 def get_backend(server: str = "", device: str = "", timeout: float = 10.0):
     """The backend for a block's `server` parameter: "" = in-process (shared per device),
     "tcp://HOST:PORT" = the inference side process there (shared per address; `timeout`
-    applies when this call creates it)."""
+    applies when this call creates it). For a CurveZMQ server append the key files:
+    "tcp://HOST:PORT?server_key=keys/server.key&client_key=keys/client.key_secret"."""
     with _SHARED_LOCK:
         key = server or (device or default_device())
         if key not in _SHARED:
             if server:
                 from .client import ServerBackend
-                _SHARED[key] = ServerBackend(server, timeout=timeout)
+                address, curve = parse_server(server)
+                _SHARED[key] = ServerBackend(address, timeout=timeout, **curve)
             else:
                 _SHARED[key] = LocalBackend(key)
         return _SHARED[key]
+
+
+def parse_server(server: str):
+    """(address, ServerBackend CurveZMQ kwargs) of a server string; ValueError naming the
+    problem (unknown field, one key without the other, unreadable key file)."""
+    address, _, query = server.partition("?")
+    if not address.startswith(("tcp://", "ipc://")):
+        raise ValueError(f"server {server!r}: expected tcp://HOST:PORT (or ipc://PATH)")
+    if not query:
+        return address, {}
+    fields = {}
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        if not sep or name not in ("server_key", "client_key") or not value or name in fields:
+            raise ValueError(f"server {server!r}: expected ?server_key=FILE&client_key=FILE, got {part!r}")
+        fields[name] = value
+    if set(fields) != {"server_key", "client_key"}:
+        raise ValueError(f"server {server!r}: CurveZMQ needs both server_key (the server's public "
+                         "key file) and client_key (this client's secret key file)")
+    import zmq.auth
+    try:
+        server_public, _ = zmq.auth.load_certificate(fields["server_key"])
+        client_public, client_secret = zmq.auth.load_certificate(fields["client_key"])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"server {server!r}: cannot read the key files ({exc})") from None
+    if client_secret is None:
+        raise ValueError(f"server {server!r}: {fields['client_key']} holds no secret key "
+                         "(give the client's .key_secret file)")
+    return address, {"server_public_key": server_public, "client_keys": (client_public, client_secret)}

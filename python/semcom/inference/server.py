@@ -23,6 +23,7 @@ import numpy as np
 import zmq
 
 from . import protocol
+from ..core.models import list_priors
 from .local import LocalBackend, default_device
 
 log = logging.getLogger("semcom.server")
@@ -94,7 +95,7 @@ class InferenceServer:
 
     def _receivers_info(self):
         from ..core.receivers import RECEIVERS
-        return {n: {"nfe": r.nfe, "description": r.description} for n, r in RECEIVERS.items()}
+        return {n: {"description": r.description, "options": r.defaults} for n, r in RECEIVERS.items()}
 
     def _check(self, header, arrays):
         """Validate one request's meaning; returns its batch key (or None: answer at once)."""
@@ -129,9 +130,9 @@ class InferenceServer:
                 raise BadRequest("bad_shape", "empty batch")
             return (op, model, float(snr))
         if op == "receive":
-            from ..core.receivers import RECEIVERS
+            from ..core.receivers import RECEIVERS, check_receiver
             name = header.get("receiver")
-            if name not in RECEIVERS:
+            if not isinstance(name, str) or name not in RECEIVERS:
                 raise BadRequest("unknown_receiver", f"unknown receiver {name!r}")
             for key in ("noise_var", "signal_power", "interference_power"):
                 v = params.get(key)
@@ -140,6 +141,18 @@ class InferenceServer:
             sinr = params.get("sinr_db", math.inf)
             if not isinstance(sinr, (int, float)) or isinstance(sinr, bool) or math.isnan(sinr):
                 raise BadRequest("bad_params", "'params.sinr_db' must be a number")
+            if params.get("channel_type", "awgn") not in ("awgn", "rayleigh"):
+                raise BadRequest("bad_params", "'params.channel_type' must be 'awgn' or 'rayleigh'")
+            seed = params.get("seed", 0)
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise BadRequest("bad_params", "'params.seed' must be an integer >= 0")
+            options = params.get("options", {})
+            try:
+                if not isinstance(options, dict):
+                    raise ValueError("'params.options' must be an object")
+                check_receiver(name, options)
+            except ValueError as exc:
+                raise BadRequest("bad_params", str(exc)) from None
             x, w, h = arrays.get("xhat"), arrays.get("w"), arrays.get("h")
             if (x is None or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] < 1 or x.shape[1] % 2
                     or w is None or w.dtype != np.complex64 or w.shape != (x.shape[0], x.shape[1] // 2)
@@ -151,25 +164,30 @@ class InferenceServer:
         op = key[0]
         if op == "encode":
             out = self.backend.encode(key[1], np.concatenate([a["images"] for _, _, a, _ in items]), key[2])
-            name = "latents"
+            name, result = "latents", None
         elif op == "decode":
             out = self.backend.decode(key[1], np.concatenate([a["latents"] for _, _, a, _ in items]), key[2])
-            name = "images"
+            name, result = "images", None
         else:
             import torch
             from ..core.channel import LinkPowers
-            from ..core.receivers import RECEIVERS, LinkContext
+            from ..core.receivers import LinkContext
             params = json.loads(key[2])
-            cat = lambda n: torch.from_numpy(np.concatenate([a[n] for _, _, a, _ in items]))
-            ctx = LinkContext(w=cat("w"), h=cat("h"),
+            cat = lambda n: np.concatenate([a[n] for _, _, a, _ in items])
+            ctx = LinkContext(w=torch.from_numpy(cat("w")), h=torch.from_numpy(cat("h")),
                               powers=LinkPowers(params["signal_power"], params["noise_var"], params["interference_power"]),
-                              snr_db=params["snr_db"], sinr_db=params.get("sinr_db", math.inf))
-            out = RECEIVERS[key[1]].fn(cat("xhat"), ctx).float().numpy()
-            name = "latents"
+                              snr_db=params["snr_db"], sinr_db=params.get("sinr_db", math.inf),
+                              channel_type=params.get("channel_type", "awgn"), options=params.get("options", {}),
+                              seed=params.get("seed", 0))
+            out = self.backend.receive(key[1], cat("xhat"), ctx)
+            name, result = "latents", {"nfe": ctx.nfe}
         start = 0
         for route, header, arrays, _ in items:
             n = len(next(iter(arrays.values())))
-            self._send(route, protocol.pack({"ok": True, "id": header.get("id")}, [(name, out[start:start + n])]))
+            reply = {"ok": True, "id": header.get("id")}
+            if result is not None:
+                reply["result"] = result
+            self._send(route, protocol.pack(reply, [(name, out[start:start + n])]))
             start += n
 
     # ------------------------------------------------------------------ loop
@@ -198,7 +216,8 @@ class InferenceServer:
             result = {"pong": True, "protocol": protocol.VERSION.decode()} if op == "ping" else {
                 "protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
                 "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
-                "max_bytes": self.max_bytes, "models": self.models, "receivers": self._receivers_info()}
+                "max_bytes": self.max_bytes, "models": self.models, "receivers": self._receivers_info(),
+                "priors": list_priors()}
             self._send(route, protocol.pack({"ok": True, "id": request_id, "result": result}))
             return
         self.pending.setdefault(key, []).append((route, header, arrays, time.monotonic()))
@@ -207,17 +226,25 @@ class InferenceServer:
         now = time.monotonic()
         for key in list(self.pending):
             items = self.pending[key]
-            size = sum(len(next(iter(a.values()))) for _, _, a, _ in items)
-            if force or size >= self.max_batch or now - items[0][3] >= self.max_wait:
-                del self.pending[key]
+            count = lambda item: len(next(iter(item[2].values())))
+            if not (force or sum(map(count, items)) >= self.max_batch or now - items[0][3] >= self.max_wait):
+                continue
+            # Requests in arrival order, up to max_batch items per run (one request at least).
+            while items:
+                take, size = 0, 0
+                while take < len(items) and (take == 0 or size + count(items[take]) <= self.max_batch):
+                    size += count(items[take])
+                    take += 1
+                batch, items = items[:take], items[take:]
                 self.stats["batches"] += 1
                 try:
-                    self._run_batch(key, items)
+                    self._run_batch(key, batch)
                 except Exception as exc:  # a failing model must not end the server
                     self.stats["errors"] += 1
                     log.error("batch %s failed: %s", key[:2], exc)
-                    for route, header, _, _ in items:
+                    for route, header, _, _ in batch:
                         self._send(route, protocol.error_reply(header.get("id"), "internal", str(exc)))
+            del self.pending[key]
 
     def stop(self, *_):
         self._stop = True

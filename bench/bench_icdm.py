@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""ICDM benchmark and tuning: latent MSE, PSNR, SSIM, LPIPS, NFE and seconds per image of the
+diffusion receivers against MMSE, on CIFAR-10 with the shipped JSCC models and priors.
+
+  # tables for docs/results_icdm.md (CIFAR-10 test):
+  .venv/bin/python bench/bench_icdm.py --images 512 --json runs/icdm.json --markdown docs/results_icdm.md
+  # a page from several runs (e.g. one per channel, run in parallel) and the tuning:
+  .venv/bin/python bench/bench_icdm.py --render runs/a.json,runs/b.json,runs/tune.json --markdown docs/results_icdm.md
+  # tuning of the receivers' defaults (CIFAR-10 *training* images, never the test set):
+  .venv/bin/python bench/bench_icdm.py --tune --images 256 --json runs/tune_icdm.json
+
+Every receiver sees the same equalized latents per (channel, SINR) (one seeded channel draw).
+Seconds per image are wall time on this machine for the receiver alone (no JSCC coding).
+"""
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gnuradio.semcom.core import metrics
+from gnuradio.semcom.core.data import to_tensor
+from gnuradio.semcom.core.datasets import load_dataset
+from gnuradio.semcom.core.link_sim import equalized_batch
+from gnuradio.semcom.core.receivers import RECEIVERS, LinkContext
+from gnuradio.semcom.inference import get_backend
+
+RECEIVER_ORDER = ("mmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
+# Not registered receivers: a registered one with options (what the learned priors add).
+VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"})}
+SLOW = ("icdm-pigdm", "icdm-dps")  # autograd through both priors: run on --slow-images
+TRAIN_SPEC = "cifar10_train_batch3"  # training images (both priors' data lie in cifar10_train)
+
+
+def prepare(backend, images, channel, snr, sinr, k, seed):
+    user, interferer = f"jscc_user_{channel}_k{k}", f"jscc_interferer_awgn_k{k}"
+    gen = torch.Generator().manual_seed(seed)
+    x, xhat, ctx = equalized_batch(backend, images, np.ascontiguousarray(images[::-1]), channel, snr, sinr,
+                                   user, interferer, 1, gen)
+    return user, x, xhat, ctx
+
+
+def run_receiver(name, xhat, ctx, options, chunk=256):
+    """(latents, nfe per image, seconds per image) in chunks of `chunk` images."""
+    out, nfe, t0 = [], 0, time.perf_counter()
+    for n, start in enumerate(range(0, len(xhat), chunk)):
+        sl = slice(start, start + chunk)
+        c = LinkContext(ctx.w[sl], ctx.h[sl], ctx.powers, ctx.snr_db, ctx.sinr_db, ctx.channel_type,
+                        options, ctx.seed + n)
+        with torch.no_grad():
+            out.append(RECEIVERS[name](xhat[sl], c))
+        nfe = c.nfe
+    return torch.cat(out), nfe, (time.perf_counter() - t0) / len(xhat)
+
+
+def score(backend, user, latents, x, images, snr, with_images=True):
+    row = {"latent_mse_db": metrics.db_mean(metrics.latent_mse_db(latents, x).tolist())}
+    if with_images:
+        rx = backend.decode(user, latents.float().numpy(), snr)
+        m = metrics.image_metrics(to_tensor(rx), to_tensor(images), with_lpips=True)
+        row.update({key: metrics.mean_or_none(m.get(key)) for key in ("psnr_db", "ssim", "lpips")})
+    return row
+
+
+def fmt(v, spec):
+    return "null" if v is None else format(v, spec)
+
+
+# ---------------------------------------------------------------- tuning (training images)
+def tune(args, backend, images):
+    grids = {
+        "cddm": [{"steps": s} for s in (5, 10, 20)],
+        "icdm": [{"start": st, "zeta_x": zx, "zeta_i": zi}
+                 for st, zx, zi in itertools.product(("noise", "observation"), (0.5, 1.0, 2.0), (0.5, 1.0, 2.0))],
+    }
+    for kind in ("pigdm", "dps", "projection"):
+        zetas = (0.1, 0.3, 1.0, 3.0) if kind == "dps" else (0.5, 1.0, 2.0)
+        grids[f"icdm-{kind}"] = [{"start": st, "zeta_x": z, "zeta_i": z}
+                                 for st, z in itertools.product(("noise", "observation"), zetas)]
+    points = [(c, s) for c in args.channels for s in args.tune_sinr]
+    prepared = {p: prepare(backend, images, p[0], args.snr, p[1], args.k, args.seed) for p in points}
+    results = {}
+    total = sum(len(g) for g in grids.values()) * len(points)
+    bar = tqdm(total=total, unit="run", file=sys.stderr, disable=args.no_progress)
+    for name in (r for r in RECEIVER_ORDER if r in grids and r in args.receivers):
+        results[name] = []
+        for options in grids[name]:
+            per = {}
+            for (c, s), (user, x, xhat, ctx) in prepared.items():
+                bar.set_description(f"{name} {options} {c} SINR {s:g}")
+                lat, nfe, sec = run_receiver(name, xhat, ctx, options)
+                per[f"{c}/{s:g}"] = score(backend, user, lat, x, images, args.snr, with_images=False)["latent_mse_db"]
+                bar.update(1)
+            results[name].append({"options": options, "latent_mse_db": per, "mean_db": float(np.mean(list(per.values())))})
+    bar.close()
+    # a diverged run (NaN/inf latents) never wins
+    best = {n: min(rs, key=lambda r: r["mean_db"] if math.isfinite(r["mean_db"]) else math.inf)
+            for n, rs in results.items()}
+    mmse = {f"{c}/{s:g}": score(backend, u, xh, x, images, args.snr, False)["latent_mse_db"]
+            for (c, s), (u, x, xh, _) in prepared.items()}
+    doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "data": f"{TRAIN_SPEC}[:{len(images)}]",
+           "snr_db": args.snr, "sinr_db": args.tune_sinr, "mmse_latent_mse_db": mmse, "best": best, "grid": results}
+    for n, b in best.items():
+        print(f"{n:16s} best {b['options']}  mean latent MSE {b['mean_db']:.2f} dB  {b['latent_mse_db']}")
+    print(f"{'mmse':16s} {mmse}")
+    return doc
+
+
+# ---------------------------------------------------------------- benchmark (test images)
+def bench(args, backend, images):
+    rows, sweep = [], []
+    points = [(c, s) for c in args.channels for s in args.sinr]
+    bar = tqdm(total=len(points) * len(args.receivers), unit="run", file=sys.stderr, disable=args.no_progress)
+    for c, s in points:
+        user, x, xhat, ctx = prepare(backend, images, c, args.snr, s, args.k, args.seed)
+        for name in args.receivers:
+            bar.set_description(f"{name} {c} SINR {s:g}")
+            n = min(len(images), args.slow_images) if name in SLOW else len(images)
+            base, options = VARIANTS.get(name, (name, {}))
+            lat, nfe, sec = run_receiver(base, xhat[:n], ctx_slice(ctx, n), options)
+            mmse_db = score(backend, user, xhat[:n], x[:n], images[:n], args.snr, False)["latent_mse_db"]
+            r = score(backend, user, lat, x[:n], images[:n], args.snr)
+            rows.append(dict(receiver=name, channel=c, sinr_db=s, images=n, nfe=nfe, s_per_image=sec,
+                             gain_db=mmse_db - r["latent_mse_db"], **r))
+            bar.update(1)
+            print(json.dumps(rows[-1]), flush=True)
+    bar.close()
+    if args.nfe_sweep:
+        c, s = args.nfe_point
+        user, x, xhat, ctx = prepare(backend, images, c, args.snr, s, args.k, args.seed)
+        for steps in args.nfe_sweep:
+            n = len(images) if steps <= 100 else min(len(images), args.images_1000)
+            lat, nfe, sec = run_receiver("icdm", xhat[:n], ctx_slice(ctx, n), {"steps": steps})
+            lat_mmse = score(backend, user, xhat[:n], x[:n], images[:n], args.snr, False)["latent_mse_db"]
+            r = score(backend, user, lat, x[:n], images[:n], args.snr, False)
+            sweep.append(dict(channel=c, sinr_db=s, steps=steps, nfe=nfe, images=n, latent_mse_db=r["latent_mse_db"],
+                              gain_db=lat_mmse - r["latent_mse_db"], s_per_image=sec))
+            print(json.dumps(sweep[-1]), flush=True)
+    return rows, sweep
+
+
+def ctx_slice(ctx, n):
+    return LinkContext(ctx.w[:n], ctx.h[:n], ctx.powers, ctx.snr_db, ctx.sinr_db, ctx.channel_type, {}, ctx.seed)
+
+
+
+
+
+def markdown(rows, sweep, commands, tune=None):
+    """The results page: per channel a table and the gains over mmse, the NFE sweep, the tuning."""
+    channels = list(dict.fromkeys(r["channel"] for r in rows))
+    sinrs = sorted(set(r["sinr_db"] for r in rows))
+    names = list(dict.fromkeys(r["receiver"] for r in rows))
+    lines = ["# ICDM and the diffusion receivers: measurements", "",
+             "Commands (" + time.strftime("%Y-%m-%d") + ", this 2-core CPU machine, no GPU):", ""]
+    lines += [f"    .venv/bin/python {c.removeprefix('python ')}" for c in commands] + [""]
+    lines += ["CIFAR-10 test images, SNR 20 dB, user `jscc_user_<channel>_k512`, interferer "
+              "`jscc_interferer_awgn_k512` (the images walked backwards); one seeded channel draw per "
+              "point, shared by all receivers; receivers at their default options (`core/receivers.py`, "
+              "tuned on training images, below). `icdm-pigdm` and `icdm-dps` backpropagate through both "
+              "priors and ran on the first images only (column `n`); every gain is against mmse on the "
+              "same images. `icdm-gaussian` is `icdm` with `prior=gaussian`: the exact eps of a unit "
+              "Gaussian instead of the trained DiTs, i.e. what the guidance alone does. NFE: network "
+              "evaluations per image (ICDM: one per prior per step). Latent MSE: relative to the latent "
+              "power, dB. s/img: receiver wall time per image, CPU, while other jobs shared the 2 cores "
+              "(compare within a table only). LPIPS: null (no AlexNet weights offline).", ""]
+    for c in channels:
+        lines += [f"## {c.upper()}", "",
+                  "| receiver | SINR (dB) | n | latent MSE (dB) | gain over mmse (dB) | PSNR (dB) | SSIM | LPIPS | NFE | s/img |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["channel"] == c):
+            lines.append(f"| {r['receiver']} | {r['sinr_db']:g} | {r['images']} | {r['latent_mse_db']:.2f} | "
+                         f"{r['gain_db']:+.2f} | {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
+                         f"{fmt(r['lpips'], '.3f')} | {r['nfe']} | {r['s_per_image']:.4f} |")
+        lines += ["", "Latent-MSE gain over mmse (dB):", "",
+                  "| receiver | " + " | ".join(f"SINR {s:g}" for s in sinrs) + " |", "|---|" + "---|" * len(sinrs)]
+        for name in names[1:]:
+            cells = []
+            for s in sinrs:
+                r = next((r for r in rows if (r["channel"], r["sinr_db"], r["receiver"]) == (c, s, name)), None)
+                cells.append("—" if r is None else f"{r['gain_db']:+.2f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for point in dict.fromkeys((r["channel"], r["sinr_db"]) for r in sweep):
+        sel = [r for r in sweep if (r["channel"], r["sinr_db"]) == point]
+        top = sel[-1]
+        lines += [f"## ICDM against the number of steps ({point[0]}, SINR {point[1]:g} dB)", "",
+                  "From the observation the sampler starts at the matched step t*, so it takes at most t* + 1 "
+                  "steps: the NFE column is what ran. Runs above 100 steps use the first "
+                  f"{top['images']} images (CPU time); each gain is against mmse on its own images.", "",
+                  f"| steps | NFE (both priors) | n | latent MSE (dB) | gain over mmse (dB) | share of the "
+                  f"{top['steps']}-step gain | s/img |", "|---|---|---|---|---|---|---|"]
+        for r in sel:
+            share = r["gain_db"] / top["gain_db"] if top["gain_db"] else float("nan")
+            lines.append(f"| {r['steps']} | {r['nfe']} | {r['images']} | {r['latent_mse_db']:.2f} | "
+                         f"{r['gain_db']:+.2f} | {share:.1%} | {r['s_per_image']:.4f} |")
+        lines.append("")
+    if tune:
+        lines += ["## Tuning (CIFAR-10 training images)", ""]
+        for doc in tune:
+            lines += [f"`{doc['command']}` on `{doc['data']}`, SNR {doc['snr_db']:g} dB, SINR {doc['sinr_db']}; "
+                      f"mmse: {', '.join(f'{k} {v:.2f} dB' for k, v in doc['mmse_latent_mse_db'].items())}.", "",
+                      "| receiver | options | mean latent MSE (dB) |", "|---|---|---|"]
+            for name, runs in doc["grid"].items():
+                channel = doc["data"] and next(iter(doc["mmse_latent_mse_db"])).split("/")[0]
+                defaults = RECEIVERS[name].options(None, channel)
+                for r in runs:
+                    is_default = all(defaults.get(k) == v for k, v in r["options"].items())
+                    mark = " **(default)**" if is_default else (" (best here)" if r == doc["best"][name] else "")
+                    opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
+                    lines.append(f"| {name} | {opts}{mark} | {r['mean_db']:.3f} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def parse_list(text, kind=float):
+    return [kind(v) for v in text.split(",") if v.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--k", type=int, default=512)
+    ap.add_argument("--snr", type=float, default=20.0)
+    ap.add_argument("--sinr", default="-5,0,5,10")
+    ap.add_argument("--channels", default="awgn,rayleigh")
+    ap.add_argument("--receivers", default=",".join(RECEIVER_ORDER))
+    ap.add_argument("--nfe-sweep", default="5,10,20,40,100,1000", help="icdm steps to sweep ('' = none)")
+    ap.add_argument("--nfe-point", default="rayleigh,0", help="channel,SINR of the sweep")
+    ap.add_argument("--images-1000", type=int, default=128, help="images for sweep steps > 100 (CPU time)")
+    ap.add_argument("--tune", action="store_true", help="grid-search the defaults on training images")
+    ap.add_argument("--tune-sinr", default="0,5")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--slow-images", type=int, default=128, help="images for icdm-pigdm and icdm-dps")
+    ap.add_argument("--render", default="", help="comma list of --json results (and --tune JSONs): "
+                    "write --markdown from them and stop")
+    ap.add_argument("--markdown", default="")
+    ap.add_argument("--json", default="", help="write all results as JSON here")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+    try:
+        args.sinr, args.tune_sinr = parse_list(args.sinr), parse_list(args.tune_sinr)
+        args.channels = [c.strip() for c in args.channels.split(",")]
+        args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
+        args.nfe_sweep = parse_list(args.nfe_sweep, int)
+        c, s = args.nfe_point.split(",")
+        args.nfe_point = (c.strip(), float(s))
+        for r in args.receivers:
+            if r not in RECEIVERS and r not in VARIANTS:
+                raise ValueError(f"unknown receiver {r!r}")
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.render:
+        docs = [json.loads(Path(p).read_text()) for p in args.render.split(",")]
+        runs = [d for d in docs if "rows" in d]
+        # a later file's row for the same point replaces an earlier one (e.g. a re-run of one receiver)
+        rows = list({(r["channel"], r["sinr_db"], r["receiver"]): r for d in runs for r in d["rows"]}.values())
+        sweep = list({(r["channel"], r["sinr_db"], r["steps"]): r for d in runs for r in d["nfe_sweep"]}.values())
+        order = {n: i for i, n in enumerate(RECEIVER_ORDER)}
+        rows.sort(key=lambda r: (r["channel"], r["sinr_db"], order.get(r["receiver"], 99)))
+        sweep.sort(key=lambda r: (r["channel"], r["sinr_db"], r["steps"]))
+        Path(args.markdown or "/dev/stdout").write_text(
+            markdown(rows, sweep, [d["command"] for d in docs], [d for d in docs if "grid" in d]) + "\n")
+        return 0
+    backend = get_backend("", "cpu")
+    spec = f"{TRAIN_SPEC}[:{args.images}]" if args.tune else f"cifar10_test[:{args.images}]"
+    images = load_dataset(spec).images
+    if args.tune:
+        doc = tune(args, backend, images)
+    else:
+        rows, sweep = bench(args, backend, images)
+        doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "rows": rows, "nfe_sweep": sweep}
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(rows, sweep, [doc["command"]]) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
