@@ -134,8 +134,8 @@ LATENT_SCALE = 1.0 / math.sqrt(2.0)
 def _prior(role: str, channel_type: str, k: int, device: str):
     from ..diffusion.dit import load_prior
     from .models import prior_for
-    model, doc = load_prior(prior_for(role, channel_type, k))
-    return model.to(device)
+    model, _ = load_prior(prior_for(role, channel_type, k))
+    return model.requires_grad_(False).to(device)  # ΠGDM/DPS differentiate w.r.t. inputs only
 
 
 def _eps_fn(model):
