@@ -264,6 +264,7 @@ def test_icdm_canceller_block_equals_the_receiver_and_drops_bad_pdus(gaussian_pr
     canceller.to_basic_block()._post(port, pmt.intern("garbage"))
     canceller.to_basic_block()._post(port, _pdu(zhat[0], w[0][:10], h[0], 0))      # w too short
     canceller.to_basic_block()._post(port, _pdu(zhat[0][:10], w[0][:10], h[0][:10], 0))  # wrong k
+    canceller.to_basic_block()._post(port, _pdu(zhat[0], w[0], h[0], 0, snr_db=5.0, sinr_db=9.0))  # SINR > SNR
     for n in range(3):
         canceller.to_basic_block()._post(port, _pdu(zhat[n], w[n], h[n], n, snr_db=20.0, sinr_db=0.0))
     deadline = time.time() + 30

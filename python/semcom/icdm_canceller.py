@@ -63,6 +63,11 @@ class icdm_canceller(neural_pdu_block):
                               "(use equalized_to_pdu)")
             return None
         snr, sinr = meta_get(meta, "snr_db", self.snr_db), meta_get(meta, "sinr_db", self.sinr_db)
+        try:
+            link_powers(float(snr), float(sinr), self.signal_power)
+        except (TypeError, ValueError) as exc:
+            self.logger.error(f"dropped a PDU with an unusable operating point ({exc})")
+            return None
         meta = pmt.dict_delete(pmt.dict_delete(meta, pmt.intern("w")), pmt.intern("h"))
         image_id = meta_get(meta, "image_id", 0)
         key = (float(snr), float(sinr))
