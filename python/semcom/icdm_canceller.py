@@ -11,7 +11,7 @@ import numpy as np
 import pmt
 import torch
 
-from .core.channel import link_powers
+from .core.channel import CHANNEL_TYPES, link_powers
 from .core.mapping import complex_to_real
 from .core.receivers import LinkContext, check_receiver, parse_options
 from .neural_block import neural_pdu_block
@@ -32,8 +32,8 @@ class icdm_canceller(neural_pdu_block):
             raise ValueError("icdm_canceller runs a diffusion receiver; for 'mmse' connect the demapper directly")
         self.options = parse_options(options)
         rec = check_receiver(receiver, self.options)
-        if channel_type not in ("awgn", "rayleigh"):
-            raise ValueError(f"channel_type must be 'awgn' or 'rayleigh', got {channel_type!r}")
+        if channel_type not in CHANNEL_TYPES:
+            raise ValueError(f"channel_type must be one of {CHANNEL_TYPES}, got {channel_type!r}")
         if not (signal_power > 0 and math.isfinite(signal_power)):
             raise ValueError(f"signal_power must be finite and > 0, got {signal_power}")
         if int(k) < 1:

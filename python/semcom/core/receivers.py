@@ -44,6 +44,7 @@ class Receiver:
     priors: tuple = ()         # roles of the shipped diffusion priors it needs ("user", "interferer")
     choices: dict = field(default_factory=dict)  # option -> allowed values
     channel_defaults: dict = field(default_factory=dict)  # channel type -> defaults that differ there
+    minimums: dict = field(default_factory=dict)  # option -> smallest allowed value
 
     def check_priors(self, channel_type: str, k: int):
         """CheckpointError naming the file if a prior this receiver needs is not shipped."""
@@ -64,9 +65,9 @@ class Receiver:
             if out[key] not in allowed:
                 raise ValueError(f"receiver {self.name!r} option {key!r} must be one of "
                                  f"{', '.join(map(str, allowed))}, got {out[key]!r}")
-        for key in ("steps", "order"):
-            if key in out and out[key] < 1:
-                raise ValueError(f"receiver {self.name!r} option {key!r} must be >= 1, got {out[key]}")
+        for key, low in self.minimums.items():
+            if out[key] < low:
+                raise ValueError(f"receiver {self.name!r} option {key!r} must be >= {low}, got {out[key]}")
         return out
 
     def __call__(self, xhat: torch.Tensor, ctx: LinkContext) -> torch.Tensor:
@@ -216,13 +217,15 @@ ICDM_ABLATION_DEFAULTS = {
 }
 CHOICES = {"variant": ("bh1", "bh2"), "prior": ("dit", "gaussian")}
 ICDM_CHOICES = dict(CHOICES, start=("noise", "observation"))
+MINIMUMS = {"steps": 1, "order": 1}
 
 register_receiver(Receiver(
-    "cddm", _cddm, defaults=CDDM_DEFAULTS, priors=("user",), choices=CHOICES,
+    "cddm", _cddm, defaults=CDDM_DEFAULTS, priors=("user",), choices=CHOICES, minimums=MINIMUMS,
     description="signal diffusion prior from the step matching the effective noise "
                 "(interference as noise), unguided UniPC to x_0"))
 register_receiver(Receiver(
     "icdm", _icdm("gaussian"), defaults=ICDM_DEFAULTS, priors=("user", "interferer"), choices=ICDM_CHOICES,
+    minimums=MINIMUMS,
     channel_defaults=ICDM_CHANNEL_DEFAULTS,
     description="two diffusion priors (signal, interference) sampled jointly by UniPC with "
                 "Gaussian-surrogate likelihood guidance"))
@@ -230,5 +233,5 @@ for _kind, _what in (("pigdm", "PiGDM guidance (autograd through the priors)"),
                      ("dps", "DPS guidance (autograd, residual-normalised)"),
                      ("projection", "least-norm projection onto the observation instead of a likelihood")):
     register_receiver(Receiver(f"icdm-{_kind}", _icdm(_kind), defaults=ICDM_ABLATION_DEFAULTS[_kind],
-                               priors=("user", "interferer"), choices=ICDM_CHOICES,
+                               priors=("user", "interferer"), choices=ICDM_CHOICES, minimums=MINIMUMS,
                                description=f"ICDM ablation: {_what}"))

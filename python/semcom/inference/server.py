@@ -95,7 +95,8 @@ class InferenceServer:
 
     def _receivers_info(self):
         from ..core.receivers import RECEIVERS
-        return {n: {"description": r.description, "options": r.defaults} for n, r in RECEIVERS.items()}
+        return {n: {"description": r.description, "options": r.defaults, "channel_defaults": r.channel_defaults}
+                for n, r in RECEIVERS.items()}
 
     def _check(self, header, arrays):
         """Validate one request's meaning; returns its batch key (or None: answer at once)."""
@@ -141,8 +142,9 @@ class InferenceServer:
             sinr = params.get("sinr_db", math.inf)
             if not isinstance(sinr, (int, float)) or isinstance(sinr, bool) or math.isnan(sinr):
                 raise BadRequest("bad_params", "'params.sinr_db' must be a number")
-            if params.get("channel_type", "awgn") not in ("awgn", "rayleigh"):
-                raise BadRequest("bad_params", "'params.channel_type' must be 'awgn' or 'rayleigh'")
+            from ..core.channel import CHANNEL_TYPES
+            if params.get("channel_type", "awgn") not in CHANNEL_TYPES:
+                raise BadRequest("bad_params", f"'params.channel_type' must be one of {CHANNEL_TYPES}")
             seed = params.get("seed", 0)
             if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
                 raise BadRequest("bad_params", "'params.seed' must be an integer >= 0")
@@ -224,9 +226,9 @@ class InferenceServer:
 
     def _flush(self, force=False):
         now = time.monotonic()
+        count = lambda item: len(next(iter(item[2].values())))  # items (images/latents) in a request
         for key in list(self.pending):
             items = self.pending[key]
-            count = lambda item: len(next(iter(item[2].values())))
             if not (force or sum(map(count, items)) >= self.max_batch or now - items[0][3] >= self.max_wait):
                 continue
             # Requests in arrival order, up to max_batch items per run (one request at least).
