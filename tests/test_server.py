@@ -249,16 +249,20 @@ def test_eight_concurrent_clients_soak(server):
 def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
     with pytest.raises(ValueError, match="CurveZMQ"):
         InferenceServer("tcp://0.0.0.0:5557")  # refused before anything is bound
+    with pytest.raises(ValueError, match="threads >= 0"):
+        InferenceServer("tcp://127.0.0.1:0", threads=-1)
     import zmq.auth
     zmq.auth.create_certificates(str(tmp_path), "server")
     zmq.auth.create_certificates(str(tmp_path), "client")
     server_public, _ = zmq.auth.load_certificate(str(tmp_path / "server.key"))
     client_keys = zmq.auth.load_certificate(str(tmp_path / "client.key_secret"))
-    address, proc = spawn_server("cpu", extra_args=("--curve-secret-key", str(tmp_path / "server.key_secret")),
+    address, proc = spawn_server("cpu", extra_args=("--curve-secret-key", str(tmp_path / "server.key_secret"),
+                                                    "--threads", "1"),
                                  server_public_key=server_public, client_keys=client_keys)
     try:
         good = ServerBackend(address, timeout=5, server_public_key=server_public, client_keys=client_keys)
         assert good.ping()["pong"]
+        assert good.call({"op": "info"})[0]["cpu_threads"] == 1  # --threads leaves cores to a flowgraph
         with pytest.raises(BackendUnavailable):
             ServerBackend(address, timeout=1).ping()  # no keys: no conversation
         # the blocks' server string carries the key files

@@ -73,7 +73,9 @@ class ServerBackend:
         try:
             sock = self._socket()
             try:
-                sock.send_multipart(protocol.pack(header, arrays), copy=False)
+                # Copying send: a copy costs microseconds, while pyzmq's zero-copy path
+                # needs its garbage-collector thread to release each buffer.
+                sock.send_multipart(protocol.pack(header, arrays))
                 if not sock.poll(self.timeout * 1000):
                     raise BackendUnavailable(f"{self.address}: no reply within {self.timeout:g} s")
                 frames = sock.recv_multipart()

@@ -46,13 +46,16 @@ class BadRequest(Exception):
 
 class InferenceServer:
     def __init__(self, bind=DEFAULT_BIND, device="", max_batch=16, max_wait_ms=2.0,
-                 max_bytes=64 << 20, curve_secret_key=None, insecure=False, context=None):
-        if max_batch < 1 or max_wait_ms < 0 or max_bytes < 1024:
-            raise ValueError("need max_batch >= 1, max_wait_ms >= 0, max_bytes >= 1024")
+                 max_bytes=64 << 20, curve_secret_key=None, insecure=False, context=None, threads=0):
+        if max_batch < 1 or max_wait_ms < 0 or max_bytes < 1024 or threads < 0:
+            raise ValueError("need max_batch >= 1, max_wait_ms >= 0, max_bytes >= 1024, threads >= 0")
         if not is_loopback(bind) and curve_secret_key is None and not insecure:
             raise ValueError(f"refusing to bind {bind} without CurveZMQ keys: give "
                              "--curve-secret-key (see --gen-keys) or --insecure")
         self.backend = LocalBackend(device)
+        if threads:  # leave cores to a flowgraph on the same CPU (0: torch's default, one per core)
+            import torch
+            torch.set_num_threads(int(threads))
         self.max_batch, self.max_wait = int(max_batch), max_wait_ms / 1000.0
         self.max_bytes = int(max_bytes)
         self.ctx = context or zmq.Context.instance()
@@ -217,6 +220,7 @@ class InferenceServer:
             op = header["op"]
             result = {"pong": True, "protocol": protocol.VERSION.decode()} if op == "ping" else {
                 "protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
+                "cpu_threads": _cpu_threads(),
                 "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
                 "max_bytes": self.max_bytes, "models": self.models, "receivers": self._receivers_info(),
                 "priors": list_priors()}
@@ -274,6 +278,11 @@ class InferenceServer:
                  self.stats["errors"], self.stats["batches"])
 
 
+def _cpu_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
 def load_curve_keys(path):
     """(public, secret) from a key file written by --gen-keys (zmq.auth format)."""
     import zmq.auth
@@ -291,6 +300,8 @@ def main(argv=None):
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
     ap.add_argument("--max-bytes", type=int, default=64 << 20)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (default 0: one per core); fewer leave cores to a flowgraph")
     ap.add_argument("--curve-secret-key", default="", help="CurveZMQ server key file (from --gen-keys)")
     ap.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without encryption")
     ap.add_argument("--gen-keys", default="", metavar="DIR",
@@ -308,7 +319,7 @@ def main(argv=None):
     try:
         keys = load_curve_keys(args.curve_secret_key) if args.curve_secret_key else None
         server = InferenceServer(args.bind, args.device, args.max_batch, args.max_wait_ms,
-                                 args.max_bytes, keys, args.insecure)
+                                 args.max_bytes, keys, args.insecure, threads=args.threads)
     except (ValueError, OSError, zmq.ZMQError) as exc:
         ap.error(str(exc))
     signal.signal(signal.SIGINT, server.stop)
