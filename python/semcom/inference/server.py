@@ -20,6 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import torch
 import zmq
 
 from . import protocol
@@ -54,7 +55,6 @@ class InferenceServer:
                              "--curve-secret-key (see --gen-keys) or --insecure")
         self.backend = LocalBackend(device)
         if threads:  # leave cores to a flowgraph on the same CPU (0: torch's default, one per core)
-            import torch
             torch.set_num_threads(int(threads))
         self.max_batch, self.max_wait = int(max_batch), max_wait_ms / 1000.0
         self.max_bytes = int(max_bytes)
@@ -174,7 +174,6 @@ class InferenceServer:
             out = self.backend.decode(key[1], np.concatenate([a["latents"] for _, _, a, _ in items]), key[2])
             name, result = "images", None
         else:
-            import torch
             from ..core.channel import LinkPowers
             from ..core.receivers import LinkContext
             params = json.loads(key[2])
@@ -220,7 +219,7 @@ class InferenceServer:
             op = header["op"]
             result = {"pong": True, "protocol": protocol.VERSION.decode()} if op == "ping" else {
                 "protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
-                "cpu_threads": _cpu_threads(),
+                "cpu_threads": torch.get_num_threads(),
                 "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
                 "max_bytes": self.max_bytes, "models": self.models, "receivers": self._receivers_info(),
                 "priors": list_priors()}
@@ -276,11 +275,6 @@ class InferenceServer:
         self.sock.close(0)
         log.info("stopped after %d requests (%d errors, %d batches)", self.stats["requests"],
                  self.stats["errors"], self.stats["batches"])
-
-
-def _cpu_threads() -> int:
-    import torch
-    return torch.get_num_threads()
 
 
 def load_curve_keys(path):
