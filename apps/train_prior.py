@@ -15,7 +15,6 @@ writes OUT.safetensors + OUT.json (config, command, data, epochs, steps, wall ti
 """
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from gnuradio.semcom.core.data import load_images
 from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
+from gnuradio.semcom.core.receivers import LATENT_SCALE
 from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT, eps_loss, save_prior
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 from gnuradio.semcom.inference.local import LocalBackend
@@ -49,7 +49,7 @@ def unit_latents(z, role, channel, generator):
     CN(0, 1) per symbol for Rayleigh)."""
     if role == "interferer" and channel == "rayleigh":
         z = z * torch.randn(z.shape, dtype=z.dtype, generator=generator)
-    return complex_to_real(z) * math.sqrt(2.0)
+    return complex_to_real(z) / LATENT_SCALE  # the scale the receivers undo
 
 
 def main(argv=None):

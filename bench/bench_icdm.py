@@ -14,6 +14,7 @@ Seconds per image are wall time on this machine for the receiver alone (no JSCC 
 """
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ from gnuradio.semcom.core import metrics
 from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.core.link_sim import equalized_batch
-from gnuradio.semcom.core.receivers import RECEIVERS, LinkContext
+from gnuradio.semcom.core.receivers import RECEIVERS
 from gnuradio.semcom.inference import get_backend
 
 RECEIVER_ORDER = ("mmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
@@ -52,8 +53,7 @@ def run_receiver(name, xhat, ctx, options, chunk=256):
     out, nfe, t0 = [], 0, time.perf_counter()
     for n, start in enumerate(range(0, len(xhat), chunk)):
         sl = slice(start, start + chunk)
-        c = LinkContext(ctx.w[sl], ctx.h[sl], ctx.powers, ctx.snr_db, ctx.sinr_db, ctx.channel_type,
-                        options, ctx.seed + n)
+        c = dataclasses.replace(ctx, w=ctx.w[sl], h=ctx.h[sl], options=options, seed=ctx.seed + n)
         with torch.no_grad():
             out.append(RECEIVERS[name](xhat[sl], c))
         nfe = c.nfe
@@ -147,10 +147,7 @@ def bench(args, backend, images):
 
 
 def ctx_slice(ctx, n):
-    return LinkContext(ctx.w[:n], ctx.h[:n], ctx.powers, ctx.snr_db, ctx.sinr_db, ctx.channel_type, {}, ctx.seed)
-
-
-
+    return dataclasses.replace(ctx, w=ctx.w[:n], h=ctx.h[:n])
 
 
 def markdown(rows, sweep, commands, tune=None):
@@ -208,8 +205,8 @@ def markdown(rows, sweep, commands, tune=None):
             lines += [f"`{doc['command']}` on `{doc['data']}`, SNR {doc['snr_db']:g} dB, SINR {doc['sinr_db']}; "
                       f"mmse: {', '.join(f'{k} {v:.2f} dB' for k, v in doc['mmse_latent_mse_db'].items())}.", "",
                       "| receiver | options | mean latent MSE (dB) |", "|---|---|---|"]
+            channel = next(iter(doc["mmse_latent_mse_db"])).split("/")[0]  # keys are CHANNEL/SINR
             for name, runs in doc["grid"].items():
-                channel = doc["data"] and next(iter(doc["mmse_latent_mse_db"])).split("/")[0]
                 defaults = RECEIVERS[name].options(None, channel)
                 for r in runs:
                     is_default = all(defaults.get(k) == v for k, v in r["options"].items())

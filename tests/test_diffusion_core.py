@@ -8,7 +8,7 @@ import torch
 from gnuradio.semcom.diffusion.samplers import UniPC, ddim_step
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 
-from conftest import REPO
+from conftest import DATA, REPO
 
 
 def toy_eps_net(dim=16, seed=0):
@@ -238,8 +238,8 @@ def test_latent_dit_shapes_tokens_and_a_few_training_steps():
     assert sum(losses[-20:]) / 20 < 0.8 * sum(losses[:20]) / 20
 
 
-@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "cifar10_train_batch1.npz").is_file(),
-                    reason="CIFAR-10 training data not available")
+@pytest.mark.skipif(not (DATA / "cifar10_train_batch1.npz").is_file(),
+                    reason=f"{DATA}/cifar10_train_batch1.npz not available")
 def test_train_prior_command_end_to_end(tmp_path):
     """A tiny run of apps/train_prior.py on real latents: it saves a loadable prior whose
     sidecar records the command and the losses; a broken file is one clear error."""

@@ -326,6 +326,8 @@ def test_shipped_prior_has_provenance_and_beats_the_gaussian_reference(role, cha
     with torch.no_grad():
         loss = float(np.mean([eps_loss(model, S, x, g).item() for _ in range(8)]))
     assert loss < S.alphas_cumprod.mean().item() * 0.97
+
+
 @needs_cifar10
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
 def test_icdm_lowers_latent_mse_versus_mmse_on_cifar10(channel):

@@ -44,7 +44,7 @@ class icdm_canceller(neural_pdu_block):
         neural_pdu_block.__init__(self, "icdm_canceller", "", snr_db, server, device, max_batch)
         self.receiver, self.channel_type, self.k = receiver, channel_type, int(k)
         self.sinr_db, self.signal_power, self.seed = float(sinr_db), float(signal_power), int(seed)
-        self.nfe = 0  # network evaluations per image of the last batch
+        self.nfe = 0  # network evaluations per image: the most any batch has used (as run_link reports)
 
     def set_sinr_db(self, sinr_db):
         self.sinr_db = float(sinr_db)

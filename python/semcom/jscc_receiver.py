@@ -55,7 +55,8 @@ class jscc_receiver(gr.hier_block2):
 
     @property
     def nfe(self):
-        """Network evaluations per image of the diffusion receiver's last batch (0 for mmse)."""
+        """Network evaluations per image: the most any batch of the diffusion receiver has used
+        so far (0 for mmse)."""
         return self.canceller.nfe if self.diffusion else 0
 
     def set_snr_db(self, snr_db):

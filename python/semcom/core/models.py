@@ -12,15 +12,19 @@ from .checkpoint import CheckpointError, checkpoint_paths
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
+def _shipped(prefix: str) -> List[str]:
+    """Stems of the complete (sidecar + weights) checkpoints named PREFIX* in CHECKPOINT_DIR."""
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob(f"{prefix}*.json")
+                  if (p.with_suffix(".safetensors")).exists())
+
+
 def list_models() -> List[str]:
     """The shipped JSCC models (the diffusion priors, prior_*, are listed by list_priors)."""
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob("jscc_*.json")
-                  if (p.with_suffix(".safetensors")).exists())
+    return _shipped("jscc_")
 
 
 def list_priors() -> List[str]:
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob("prior_*.json")
-                  if (p.with_suffix(".safetensors")).exists())
+    return _shipped("prior_")
 
 
 def prior_for(role: str, channel_type: str, k: int) -> Path:
