@@ -8,7 +8,6 @@ knows sigma^2, not the interferer), a = sqrt(Ps) w h:
 with h = 1 for AWGN and |h|^2 ~ Exp(1) for Rayleigh (core.equalizer.mmse_symbol_error).
 """
 
-import argparse
 import math
 import sys
 
@@ -17,10 +16,11 @@ import numpy as np
 from gnuradio import semcom
 from gnuradio.semcom.core.channel import parse_db_list
 from gnuradio.semcom.core.equalizer import mmse_symbol_error
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--snr", default="0,10,20", help="SNR list in dB (default 0,10,20)")
     ap.add_argument("--sinr", default="inf,0", help="SINR list in dB; inf = no interferer")
     ap.add_argument("--channel", default="awgn,rayleigh", help="awgn, rayleigh or both")
@@ -56,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

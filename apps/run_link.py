@@ -5,16 +5,21 @@ SINR, MMSE equalizer, a receiver, the JSCC decoder; metrics per operating point.
   --engine gnuradio   the real flowgraph (semcom.image_link: the blocks of the GRC examples)
   --engine batch      the same core functions vectorised in torch, for large sweeps
 
-Writes into --out: results.csv, results.jsonl, psnr_<receiver>_<channel>.png (PSNR vs SNR,
-one line per SINR), ssim_<receiver>_<channel>.png and grid_<channel>.png (originals vs
-received). --json prints one JSON object per operating point on stdout.
+Writes into --out, at the end (replacing an earlier run's files there): results.csv and
+results.jsonl (one row per receiver and operating point, with what reproduces it),
+compare_psnr_<channel>.png and compare_ssim_<channel>.png (one line per receiver, a panel
+per SINR), psnr_<receiver>_<channel>.png and ssim_<receiver>_<channel>.png (one line per
+SINR) and grid_<channel>.png (sent images beside every receiver's, per operating point).
+--json prints one JSON object per operating point on stdout.
+
+Exit status: 0 done; 1 every image was lost (the first error is printed); 2 a bad argument
+(one line, before any work); 130 interrupted (Ctrl-C: nothing written).
 
 Examples:
   run_link.py --dataset sample --channel awgn,rayleigh --snr 0,10,20 --sinr inf,0
   run_link.py --dataset cifar10 --images 1000 --engine batch --snr 0:20:5 --json
 """
 
-import argparse
 import atexit
 import csv
 import io
@@ -32,8 +37,8 @@ os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="run_link.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from gnuradio.semcom.core.cli import ArgumentParser  # after GR_CONF_LOG_LOG_FILE is set
+    ap = ArgumentParser(prog="run_link.py", description=__doc__)
     ap.add_argument("--dataset", default="sample",
                     help="sample | cifar10 | mnist | npz:PATH | folder:PATH (default sample)")
     ap.add_argument("--images", type=int, default=0, help="images per operating point (0 = all)")
@@ -114,6 +119,10 @@ def check_out_dir(path):
     return out
 
 
+OUTPUT_PATTERNS = ("results.csv", "results.jsonl", "compare_*.png", "psnr_*.png", "ssim_*.png", "grid_*.png")
+GRID_ROWS = 24  # sample rows per grid: a few images per operating point, fewer for long sweeps
+
+
 def main(argv=None):
     ap, args = parse_args(argv)
     # Validate everything before any work: bad input gets one line and exit status 2.
@@ -127,50 +136,78 @@ def main(argv=None):
         from gnuradio.semcom.inference import get_backend
 
         snrs, sinrs = parse_snr_list(args.snr), parse_snr_list(args.sinr)
+        if not all(math.isfinite(s) for s in snrs):
+            raise ValueError(f"--snr {args.snr}: the SNR must be finite ('inf' is for --sinr: no interferer)")
         channels = [c.strip() for c in args.channel.split(",")]
         for c in channels:
             if c not in CHANNEL_TYPES:
                 raise ValueError(f"unknown channel {c!r} (expected {' or '.join(CHANNEL_TYPES)})")
         receivers = [r.strip() for r in args.receiver.split(",")]
+        if len(set(receivers)) != len(receivers):
+            raise ValueError(f"--receiver {args.receiver}: a receiver is listed twice")
         receiver_options = split_receiver_options(args.receiver_options, receivers)
-        if args.images < 0 or args.coherence < 1:
-            raise ValueError("--images must be >= 0 and --coherence >= 1")
+        if args.images < 0 or args.coherence < 1 or args.seed < 0:
+            raise ValueError("--images must be >= 0, --coherence >= 1 and --seed >= 0")
+        if not args.out.strip():
+            raise ValueError("--out must name a directory")
         data = load_dataset(args.dataset)
         images = data.images if args.images == 0 else data.images[:args.images]
         if args.images > len(data.images):
             raise ValueError(f"--images {args.images}: dataset {args.dataset!r} has only {len(data.images)}")
-        if args.server_timeout <= 0:
+        if not args.server_timeout > 0:
             raise ValueError("--server-timeout must be > 0")
+        # The most network evaluations per image any receiver of the sweep can cost.
+        nfe_needed = max(check_receiver(r).max_nfe(receiver_options[r], c) for r in receivers for c in channels)
         server = args.server
         if server == "auto":
+            from gnuradio.semcom.inference.server import DEFAULT_MAX_NFE
             from gnuradio.semcom.inference.spawn import spawn_server, stop_server
-            server, server_proc = spawn_server(args.device)
+            # This run's own server has no other client to protect: its cost cap fits the sweep.
+            server, server_proc = spawn_server(args.device, extra_args=(
+                "--max-nfe", str(max(DEFAULT_MAX_NFE, nfe_needed))))
             atexit.register(stop_server, server_proc)  # also on errors and Ctrl-C
         elif server:
             from gnuradio.semcom.inference.local import parse_server
             parse_server(server)  # the address and any CurveZMQ key files, checked before any work
         backend = get_backend(server, args.device, args.server_timeout)
+        server_priors = None
         if server:
             from gnuradio.semcom.inference.client import BackendUnavailable
             try:
-                backend.ping()
+                info = backend.call({"op": "info"})[0]
             except BackendUnavailable as exc:
                 raise ValueError(f"--server: {exc}") from None
+            server_priors = set(info.get("priors", []))
+            if nfe_needed > info.get("max_nfe", nfe_needed):
+                raise ValueError(f"--receiver-options: a receiver costs up to {nfe_needed} network evaluations "
+                                 f"per image, above the cap of the server at {server} ({info['max_nfe']}, "
+                                 "its --max-nfe)")
         models = {}
         k = args.k or default_k(images.shape[1:])
         with_interferer = any(math.isfinite(i) for i in sinrs)
         for c in channels:
             user, interferer = default_models(c, k, images.shape[1:])
             user, interferer = args.user_model or user, args.interferer_model or interferer
-            for name in (user, interferer) if with_interferer else (user,):
-                info = backend.info(name)
+            infos = {name: backend.info(name) for name in ((user, interferer) if with_interferer else (user,))}
+            for name, info in infos.items():
                 if tuple(info["image_shape"]) != tuple(images.shape[1:]):
                     raise ValueError(f"model {name} takes images of shape {tuple(info['image_shape'])}, "
                                      f"dataset {args.dataset!r} has {tuple(images.shape[1:])}")
-            models[c] = (user, interferer, backend.info(user)["cbr"])
-            if not server:  # a diffusion receiver without its shipped prior fails here, not mid-sweep
-                for r in receivers:
-                    check_receiver(r).check_priors(c, k)
+            if with_interferer and infos[interferer]["k"] != infos[user]["k"]:
+                raise ValueError(f"the interferer {interferer} sends k = {infos[interferer]['k']} symbols per image, "
+                                 f"the user {user} k = {infos[user]['k']}: they must share the channel symbol "
+                                 "for symbol (pick models of the same k)")
+            models[c] = (user, interferer if with_interferer else None, infos[user]["cbr"], infos[user]["k"])
+            # A diffusion receiver without its prior fails here, not as a run of lost images.
+            for r in receivers:
+                if server_priors is None:
+                    check_receiver(r).check_priors(c, infos[user]["k"])
+                else:
+                    missing = [p for p in check_receiver(r).prior_names(c, infos[user]["k"]) if p not in server_priors]
+                    if missing:
+                        raise ValueError(f"receiver {r!r} needs the diffusion prior(s) {', '.join(missing)}, which "
+                                         f"the server at {server} does not have (it has: "
+                                         f"{', '.join(sorted(server_priors)) or 'none'})")
         out = check_out_dir(args.out)
     except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
@@ -185,42 +222,52 @@ def main(argv=None):
     from tqdm import tqdm
     from gnuradio.semcom.core import metrics
     from gnuradio.semcom.core.data import to_tensor
-    from gnuradio.semcom.core.plots import save_image_grid, save_metric_plot, write_text_atomic
+    from gnuradio.semcom.core.version import __version__, build_commit, git_commit
 
+    # What every row records so that it can be reproduced.
+    provenance = {"engine": args.engine, "dataset": args.dataset, "images_requested": args.images,
+                  "coherence": args.coherence, "seed": args.seed, "server": args.server or None,
+                  "version": __version__, "commit": build_commit() or git_commit(__file__)}
     total = len(points) * len(receivers) * len(images)
     bar = tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-    rows, grids = [], {}
+    rows, samples = [], {}
     ref = to_tensor(images)
     for receiver in receivers:
         for channel, snr, sinr in points:
-            user, interferer, cbr = models[channel]
-            bar.set_description(f"{receiver} {channel} SNR {snr:g} SINR {sinr:g}")
+            user, interferer, cbr, k_used = models[channel]
+            interferer = interferer if math.isfinite(sinr) else None
+            options = check_receiver(receiver).options(receiver_options[receiver], channel)
+            where = f"{receiver} {channel} SNR {snr:g} SINR {sinr:g}"
+            bar.set_description(where)
             t0 = time.perf_counter()
             if args.engine == "batch":
                 from gnuradio.semcom.core.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
                                args.coherence, args.seed, progress=bar.update,
                                receiver_options=receiver_options[receiver])
-                nfe = res.nfe
+                nfe, error = res.nfe, (res.errors[0] if res.errors else None)
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
                 per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
                        if len(res.kept) else {})
             else:
                 from gnuradio import semcom
-                tb = semcom.image_link(args.dataset, len(images), channel, snr, sinr, user, interferer,
+                tb = semcom.image_link(args.dataset, len(images), channel, snr, sinr, user, interferer or "",
                                        receiver, args.coherence, args.seed, "", server, args.device,
                                        not args.no_lpips,
                                        ack_timeout=3 * args.server_timeout if server else 30.0,
                                        receiver_options=",".join(f"{k}={v}" for k, v in receiver_options[receiver].items()))
-                tb.run()
+                tb.run_interruptible()
                 summary = tb.sink.summary()
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
                 _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
-                nfe = tb.rx.nfe
+                nfe, error = tb.rx.nfe, tb.first_error()
                 bar.update(len(images))
             seconds = time.perf_counter() - t0
             n_ok = len(per.get("psnr_db", []))
+            if lost:
+                error = error or "no block reported an error (see the log above)"
+                tqdm.write(f"run_link.py: {where}: lost {lost} of {len(images)} images: {error}", file=sys.stderr)
             row = {"receiver": receiver, "channel": channel, "snr_db": snr,
                    "sinr_db": None if math.isinf(sinr) else sinr, "images": n_ok, "lost": lost,
                    "cbr": round(cbr, 6), "psnr_db": metrics.mean_or_none(per.get("psnr_db")),
@@ -229,52 +276,93 @@ def main(argv=None):
                    "lpips": metrics.mean_or_none(per.get("lpips")),
                    "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
-                   "engine": args.engine, "dataset": args.dataset, "seed": args.seed}
+                   "error": error if lost else None, "receiver_options": options, "k": k_used,
+                   "user_model": user, "interferer_model": interferer, **provenance}
             rows.append(row)
-            if received is not None and len(received) == len(images) and receiver == receivers[0]:
-                grids.setdefault(channel, [("sent", images)]).append((f"SNR {snr:g}\nSINR {sinr:g}", received))
+            if received is not None and len(received) == len(images):
+                samples.setdefault(channel, {}).setdefault((snr, sinr), {})[receiver] = received
             if args.json:
                 print(json.dumps(row), flush=True)
     bar.close()
 
-    # Results, all at the end and atomically.
+    write_results(out, rows, receivers, channels, sinrs, samples, images, models, args.dataset)
+    if not args.json:
+        print_table(rows, out)
+    if all(r["images"] == 0 for r in rows):
+        first = next((r["error"] for r in rows if r["error"]), None)
+        print(f"run_link.py: every image was lost; first error: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_results(out, rows, receivers, channels, sinrs, samples, images, models, dataset):
+    """Results, plots and grids, all at the end and atomically; an earlier run's files of
+    these names go first, so that none is left beside the new results."""
+    from gnuradio.semcom.core.plots import (save_metric_panels, save_metric_plot, save_receiver_grid,
+                                            sinr_label, write_text_atomic)
+    for pattern in OUTPUT_PATTERNS:
+        for old in out.glob(pattern):
+            old.unlink()
     fields = list(rows[0])
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows)
     write_text_atomic(out / "results.csv", buf.getvalue())
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    for receiver in receivers:
-        for channel in channels:
-            for metric, label in (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM")):
+
+    sinrs = sorted(set(sinrs))  # numeric order in every legend; inf (no interferer) last
+    same_sinr = lambda r, sinr: r["sinr_db"] is None if math.isinf(sinr) else r["sinr_db"] == sinr
+    for channel in channels:
+        cbr = models[channel][2]
+        for metric, label in (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM")):
+            name = metric.split("_")[0]
+            panels = {}
+            for sinr in sinrs:
+                curves = {}
+                for receiver in receivers:
+                    sel = [r for r in rows if r["receiver"] == receiver and r["channel"] == channel
+                           and same_sinr(r, sinr)]
+                    if sel:
+                        curves[receiver] = ([r["snr_db"] for r in sel], [r[metric] for r in sel])
+                if curves:
+                    panels[sinr_label(sinr)] = curves
+            save_metric_panels(panels, out / f"compare_{name}_{channel}.png", label,
+                               f"receivers compared, {channel}, CBR {cbr:.4f}, {dataset}")
+            for receiver in receivers:
                 curves = {}
                 for sinr in sinrs:
                     sel = [r for r in rows if r["receiver"] == receiver and r["channel"] == channel
-                           and (r["sinr_db"] is None if math.isinf(sinr) else r["sinr_db"] == sinr)]
+                           and same_sinr(r, sinr)]
                     if sel:
-                        curves[f"SINR {sinr:g} dB"] = ([r["snr_db"] for r in sel], [r[metric] for r in sel])
-                save_metric_plot(curves, out / f"{metric.split('_')[0]}_{receiver}_{channel}.png", label,
-                                 f"{receiver}, {channel}, CBR {models[channel][2]:.4f}, {args.dataset}")
-    for channel, grid_rows in grids.items():
-        save_image_grid(grid_rows, out / f"grid_{channel}.png")
+                        curves[sinr_label(sinr)] = ([r["snr_db"] for r in sel], [r[metric] for r in sel])
+                save_metric_plot(curves, out / f"{name}_{receiver}_{channel}.png", label,
+                                 f"{receiver}, {channel}, CBR {cbr:.4f}, {dataset}")
+    for channel, by_point in samples.items():
+        # Operating points where every receiver delivered every image, evenly thinned to fit.
+        full = [p for p, rx in by_point.items() if len(rx) == len(receivers)]
+        if not full:
+            continue
+        m = min(len(full), GRID_ROWS)
+        full = [full[round(i * (len(full) - 1) / max(1, m - 1))] for i in range(m)]
+        n = max(1, min(3, GRID_ROWS // len(full), len(images)))
+        blocks = [(f"SNR {snr:g} dB\n{sinr_label(sinr)}", images[:n],
+                   {r: by_point[(snr, sinr)][r][:n] for r in receivers}) for snr, sinr in full]
+        save_receiver_grid(blocks, out / f"grid_{channel}.png")
 
-    if not args.json:
-        print(f"{'receiver':9s} {'channel':8s} {'SNR':>5s} {'SINR':>5s} {'n':>5s} {'PSNR':>6s} "
-              f"{'SSIM':>6s} {'LPIPS':>6s} {'latMSE':>7s} {'img/s':>7s}")
-        fmt = lambda v, f: f"{v:{f}}" if v is not None else f"{'null':>{f.split('.')[0]}}"
-        for r in rows:
-            print(f"{r['receiver']:9s} {r['channel']:8s} {r['snr_db']:5g} "
-                  f"{'inf' if r['sinr_db'] is None else format(r['sinr_db'], 'g'):>5s} {r['images']:5d} "
-                  f"{fmt(r['psnr_db'], '6.2f')} {fmt(r['ssim'], '6.3f')} {fmt(r['lpips'], '6.3f')} "
-                  f"{fmt(r['latent_mse_db'], '7.2f')} {fmt(r['images_per_s'], '7.1f')}")
-        print(f"results in {out}/ (results.csv, results.jsonl, psnr_*.png, ssim_*.png, grid_*.png)")
-    return 0
+
+def print_table(rows, out):
+    print(f"{'receiver':15s} {'channel':8s} {'SNR':>5s} {'SINR':>5s} {'n':>5s} {'lost':>5s} {'PSNR':>6s} "
+          f"{'SSIM':>6s} {'LPIPS':>6s} {'latMSE':>7s} {'NFE':>4s} {'img/s':>7s}")
+    fmt = lambda v, f: f"{v:{f}}" if v is not None else f"{'null':>{f.split('.')[0]}}"
+    for r in rows:
+        print(f"{r['receiver']:15s} {r['channel']:8s} {r['snr_db']:5g} "
+              f"{'inf' if r['sinr_db'] is None else format(r['sinr_db'], 'g'):>5s} {r['images']:5d} {r['lost']:5d} "
+              f"{fmt(r['psnr_db'], '6.2f')} {fmt(r['ssim'], '6.3f')} {fmt(r['lpips'], '6.3f')} "
+              f"{fmt(r['latent_mse_db'], '7.2f')} {r['nfe']:4d} {fmt(r['images_per_s'], '7.1f')}")
+    print(f"results in {out}/ (results.csv, results.jsonl, compare_*.png, psnr_*.png, ssim_*.png, grid_*.png)")
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("run_link.py: interrupted; no results written", file=sys.stderr)
-        sys.exit(130)
+    from gnuradio.semcom.core.cli import run_main
+    run_main(main, "no results written")

@@ -14,7 +14,6 @@ latents as sent (the receiver knows and equalizes h).
 writes OUT.safetensors + OUT.json (config, command, data, epochs, steps, wall time, losses).
 """
 
-import argparse
 import shlex
 import sys
 import time
@@ -29,6 +28,7 @@ from gnuradio.semcom.core.receivers import LATENT_SCALE
 from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT, eps_loss, save_prior
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 from gnuradio.semcom.inference.local import LocalBackend
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 TRAIN = {"user": "cifar10_train_batch1+cifar10_train_batch2", "interferer": "cifar10_train_batch3"}
 HELD_OUT = "cifar10_test[:500]"
@@ -53,7 +53,7 @@ def unit_latents(z, role, channel, generator):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--role", choices=("user", "interferer"), required=True)
     ap.add_argument("--channel", choices=("awgn", "rayleigh"), default="awgn")
     ap.add_argument("--k", type=int, default=512)
@@ -129,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -13,7 +13,6 @@ Every receiver sees the same equalized latents per (channel, SINR) (one seeded c
 Seconds per image are wall time on this machine for the receiver alone (no JSCC coding).
 """
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -32,6 +31,7 @@ from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.core.link_sim import equalized_batch
 from gnuradio.semcom.core.receivers import RECEIVERS
 from gnuradio.semcom.inference import get_backend
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 RECEIVER_ORDER = ("mmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
 # Not registered receivers: a registered one with options (what the learned priors add).
@@ -222,7 +222,7 @@ def parse_list(text, kind=float):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--k", type=int, default=512)
     ap.add_argument("--snr", type=float, default=20.0)
@@ -286,4 +286,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

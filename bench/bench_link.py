@@ -8,12 +8,13 @@ Sweeps run on the batch engine (the same core functions as the flowgraph; tests 
 engines within 0.2 dB). Throughput: the same operating point on both engines.
 """
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def fmt(v, spec):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=1000, help="CIFAR-10 test images per point")
     ap.add_argument("--throughput-images", type=int, default=256)
     ap.add_argument("--snr", default="0,5,10,15,20")
@@ -91,4 +92,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,7 +15,6 @@ cost is its CPU ns/sample minus the floor's.
 Run: .venv/bin/python bench/bench_mmse.py [--samples N] [--repeats R]
 """
 
-import argparse
 import math
 import time
 
@@ -23,6 +22,7 @@ import numpy as np
 from gnuradio import blocks, gr
 
 from gnuradio import semcom
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 PS, NOISE_VAR = 1.0, 0.1
 
@@ -88,7 +88,7 @@ def measure(kind, y, h, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--samples", type=int, default=100_000_000, help="samples per run (default 1e8)")
     ap.add_argument("--numpy-samples", type=int, default=20_000_000, help="samples for the slow numpy block")
     ap.add_argument("--repeats", type=int, default=5, help="rounds over all variants; the best is kept")
@@ -127,4 +127,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -28,7 +28,6 @@ does.
   .venv/bin/python bench/bench_server.py [--seconds 10] [--rounds 20] [--trials 5] [--device cpu] [--threads N]
 """
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.inference.client import ServerBackend
 from gnuradio.semcom.inference.local import LocalBackend
 from gnuradio.semcom.inference.spawn import spawn_server, stop_server
+from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
 MODEL = "jscc_user_awgn_k512"
 WARMUP = 2  # calls at the start of each slice, not timed: the other backend just had the CPU
@@ -164,7 +164,7 @@ def trials(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=10.0, help="per backend and measurement, over all rounds")
     ap.add_argument("--rounds", type=int, default=20, help="alternating slices per measurement")
     ap.add_argument("--trials", type=int, default=1,
@@ -185,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

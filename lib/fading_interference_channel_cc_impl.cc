@@ -65,7 +65,7 @@ fading_interference_channel_cc_impl::fading_interference_channel_cc_impl(
     if (coherence_len < 1)
         throw std::invalid_argument("coherence length must be >= 1 symbol, got " +
                                     std::to_string(coherence_len));
-    update_powers(snr_db, sinr_db);
+    update_powers(snr_db, sinr_db, false);
 
     // Input 0 tags go to both outputs (done in work); interferer tags are dropped.
     set_tag_propagation_policy(TPP_DONT);
@@ -76,12 +76,27 @@ fading_interference_channel_cc_impl::fading_interference_channel_cc_impl(
 
 fading_interference_channel_cc_impl::~fading_interference_channel_cc_impl() {}
 
-void fading_interference_channel_cc_impl::update_powers(double snr_db, double sinr_db)
+void fading_interference_channel_cc_impl::update_powers(double snr_db,
+                                                        double sinr_db,
+                                                        bool at_run_time)
 {
-    const link_powers p(snr_db, sinr_db, d_signal_power); // throws before any change
+    // At run time (setters, cmd) a SINR above the SNR is used as SINR = SNR (no interference
+    // power): GUI sliders cross, and a setter that throws aborts a Qt application. The SINR
+    // asked for is kept and comes back when the SNR rises again. Construction rejects it.
+    const bool clamp = at_run_time && !std::isinf(sinr_db) && sinr_db > snr_db;
+    const double used_sinr_db = clamp ? snr_db : sinr_db;
+    const link_powers p(snr_db, used_sinr_db, d_signal_power); // throws before any change
     gr::thread::scoped_lock lock(d_setlock);
+    if (clamp && (!d_clamped || snr_db != d_snr_db || sinr_db != d_asked_sinr_db))
+        d_logger->warn("SINR {:g} dB is above SNR {:g} dB: using SINR = SNR (no interference power)",
+                       sinr_db,
+                       snr_db);
+    else if (!clamp && d_clamped)
+        d_logger->info("SINR {:g} dB, SNR {:g} dB: SINR no longer clamped", sinr_db, snr_db);
+    d_clamped = clamp;
     d_snr_db = snr_db;
-    d_sinr_db = sinr_db;
+    d_asked_sinr_db = sinr_db;
+    d_sinr_db = used_sinr_db;
     d_noise_var = p.noise_var;
     d_int_power = p.interference_power;
     d_sig_amp = static_cast<float>(std::sqrt(d_signal_power));
@@ -91,12 +106,12 @@ void fading_interference_channel_cc_impl::update_powers(double snr_db, double si
 
 void fading_interference_channel_cc_impl::set_snr_db(double snr_db)
 {
-    update_powers(snr_db, d_sinr_db);
+    update_powers(snr_db, d_asked_sinr_db, true);
 }
 
 void fading_interference_channel_cc_impl::set_sinr_db(double sinr_db)
 {
-    update_powers(d_snr_db, sinr_db);
+    update_powers(d_snr_db, sinr_db, true);
 }
 
 void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)
@@ -107,7 +122,9 @@ void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)
         return;
     }
     try {
-        update_powers(cmd_number(dict, SNR_KEY, d_snr_db), cmd_number(dict, SINR_KEY, d_sinr_db));
+        update_powers(cmd_number(dict, SNR_KEY, d_snr_db),
+                      cmd_number(dict, SINR_KEY, d_asked_sinr_db),
+                      true);
     } catch (const std::exception& e) {
         // A bad command must not kill a running flowgraph: keep the old values.
         d_logger->warn("cmd ignored ({}): {}", e.what(), pmt::write_string(msg));

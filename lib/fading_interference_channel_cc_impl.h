@@ -21,7 +21,9 @@ private:
     const int d_coherence_len;
     const double d_signal_power;
     double d_snr_db;
-    double d_sinr_db;
+    double d_sinr_db;       // in use: min(asked, SNR) at run time
+    double d_asked_sinr_db; // as last set: comes back when the SNR rises above it
+    bool d_clamped = false; // d_sinr_db < d_asked_sinr_db (logged once per change)
     // Derived amplitudes, recomputed under d_setlock whenever SNR/SINR change.
     float d_sig_amp;   // sqrt(Ps)
     float d_int_amp;   // sqrt(Pi)
@@ -35,7 +37,7 @@ private:
     gr_complex d_g;
     uint64_t d_block_pos; // symbols already sent in the current coherence block
 
-    void update_powers(double snr_db, double sinr_db);
+    void update_powers(double snr_db, double sinr_db, bool at_run_time);
     void handle_cmd(const pmt::pmt_t& msg);
     gr_complex draw_cn01();
 

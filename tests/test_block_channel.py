@@ -103,7 +103,7 @@ def test_runtime_setters_and_cmd_port():
     y, *_ = run_channel(ch, z, z)
     assert np.mean(np.abs(y) ** 2) == pytest.approx(0.1, rel=0.02)
     with pytest.raises(ValueError):
-        ch.set_sinr_db(20.0)  # above the SNR
+        ch.set_sinr_db(float("nan"))
     assert ch.sinr_db() == math.inf  # unchanged by the failed call
 
     # The "cmd" message port changes SNR/SINR while the flowgraph runs; bad commands are ignored.
@@ -118,7 +118,7 @@ def test_runtime_setters_and_cmd_port():
         cmd = pmt.dict_add(pmt.make_dict(), pmt.intern("snr_db"), pmt.from_double(20.0))
         cmd = pmt.dict_add(cmd, pmt.intern("sinr_db"), pmt.from_double(6.0))
         ch._post(pmt.intern("cmd"), cmd)
-        ch._post(pmt.intern("cmd"), pmt.cons(pmt.intern("sinr_db"), pmt.from_double(30.0)))  # > SNR
+        ch._post(pmt.intern("cmd"), pmt.cons(pmt.intern("sinr_db"), pmt.from_double(float("nan"))))
         ch._post(pmt.intern("cmd"), pmt.intern("garbage"))
         deadline = time.time() + 5
         while ch.snr_db() != 20.0 and time.time() < deadline:
@@ -131,13 +131,57 @@ def test_runtime_setters_and_cmd_port():
     assert ch.interference_power() == pytest.approx(10 ** -0.6 - 0.01)
 
 
+def test_sinr_above_snr_at_run_time_is_used_as_sinr_equal_snr(capfd):
+    """GUI sliders cross: at run time a SINR above the SNR means no interference power (one
+    log line per change), and the SINR asked for comes back when the SNR rises above it."""
+    n = 400_000
+    z, u = unit(n, 1), unit(n, 2)
+    ch = semcom.fading_interference_channel_cc("awgn", 1, 10.0, 5.0, 1.0, 0)
+    ch.set_snr_db(3.0)
+    ch.set_snr_db(3.0)
+    assert (ch.snr_db(), ch.sinr_db(), ch.interference_power()) == (3.0, 3.0, 0.0)
+    assert ch.noise_var() == pytest.approx(link_powers(3.0).noise_var)
+    y, *_ = run_channel(ch, z, u)
+    assert db(1 / np.mean(np.abs(y - z) ** 2)) == pytest.approx(3.0, abs=0.1)  # noise only
+    log = capfd.readouterr()
+    assert (log.out + log.err).count("SINR 5 dB is above SNR 3 dB") == 1  # logged once, not raised
+    ch.set_snr_db(10.0)
+    assert ch.sinr_db() == 5.0
+    assert ch.interference_power() == pytest.approx(link_powers(10.0, 5.0).interference_power)
+    ch.set_sinr_db(20.0)
+    assert ch.sinr_db() == 10.0 and ch.interference_power() == 0.0
+    ch.set_snr_db(30.0)
+    assert ch.sinr_db() == 20.0
+
+    # The same through the cmd port, while running.
+    tb = gr.top_block()
+    tb.connect(blocks.null_source(gr.sizeof_gr_complex), (ch, 0))
+    tb.connect(blocks.null_source(gr.sizeof_gr_complex), (ch, 1))
+    tb.connect((ch, 0), blocks.null_sink(gr.sizeof_gr_complex))
+    tb.connect((ch, 1), blocks.null_sink(gr.sizeof_gr_complex))
+    tb.start()
+    try:
+        ch._post(pmt.intern("cmd"), pmt.cons(pmt.intern("sinr_db"), pmt.from_double(40.0)))
+        deadline = time.time() + 5
+        while ch.sinr_db() != 30.0 and time.time() < deadline:
+            time.sleep(0.01)
+        assert ch.sinr_db() == 30.0  # clamped to the SNR
+        ch._post(pmt.intern("cmd"), pmt.cons(pmt.intern("snr_db"), pmt.from_double(50.0)))
+        while ch.sinr_db() != 40.0 and time.time() < deadline:
+            time.sleep(0.01)
+        assert (ch.snr_db(), ch.sinr_db()) == (50.0, 40.0)
+    finally:
+        tb.stop()
+        tb.wait()
+
+
 @pytest.mark.parametrize("args", [
     ("rician", 1, 10, 5, 1.0, 0),          # unknown channel type
     ("rayleigh", 0, 10, 5, 1.0, 0),        # coherence < 1
     ("awgn", 1, float("nan"), 5, 1.0, 0),  # NaN SNR
     ("awgn", 1, 10, float("nan"), 1.0, 0), # NaN SINR
     ("awgn", 1, 10, 5, -1.0, 0),           # negative power
-    ("awgn", 1, 10, 15, 1.0, 0),           # SINR above SNR
+    ("awgn", 1, 10, 15, 1.0, 0),           # SINR above SNR: refused when made (clamped at run time)
 ])
 def test_invalid_parameters_raise(args):
     with pytest.raises(ValueError):

@@ -17,7 +17,7 @@ from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.inference import protocol
 from gnuradio.semcom.inference.client import BackendUnavailable, ServerBackend, ServerError
 from gnuradio.semcom.inference.local import LocalBackend
-from gnuradio.semcom.inference.server import InferenceServer
+from gnuradio.semcom.inference.server import BadRequest, InferenceServer
 from gnuradio.semcom.inference.spawn import spawn_server, stop_server
 
 from conftest import REPO
@@ -72,27 +72,168 @@ def test_diffusion_receiver_on_the_server_equals_in_process(server):
 
 def test_dynamic_batches_never_exceed_max_batch():
     """Queued requests of one kind run in arrival order, merged up to max_batch items (a
-    single larger request runs alone), and each gets its own reply."""
+    single larger request runs alone), and each gets its own reply. The worker gets one
+    batch at a time; what waits meanwhile can join the next one."""
     server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_batch=4, max_wait_ms=1000)
-    runs = []
-    server._run_batch = lambda key, items: runs.append([len(a["latents"]) for _, _, a, _ in items])
+
+    def handed_out():  # the batches handed to the worker thread, as item counts per request
+        out = []
+        while not server._jobs.empty():
+            _, items = server._jobs.get()
+            out.append([len(r.arrays["latents"]) for r in items])
+        return out
+
     try:
         for n, size in enumerate((2, 1, 3, 6, 1)):
             lat = np.zeros((size, 1024), np.float32)
             server._handle([b"peer%d" % n] + protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5},
                                                              "id": n}, [("latents", lat)]))
-        assert runs == []  # 13 items pending, none run before the flush
+        assert handed_out() == []  # 13 items pending, none run before the flush
+        server._flush()
+        assert handed_out() == [[2, 1]]  # full: one batch for the idle worker
+        server._flush()
+        assert handed_out() == []  # the worker is busy: the rest waits
         server._flush(force=True)
-        assert runs == [[2, 1], [3], [6], [1]]
+        assert handed_out() == [[3], [6], [1]]
     finally:
-        server.sock.close(0)
+        server.close()
+
+
+def test_ping_and_info_answered_while_a_batch_runs():
+    """A slow batch runs on the worker thread: ping and info are answered meanwhile, and
+    requests that arrive during it are batched (up to max_batch) once it is done."""
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_batch=4, max_wait_ms=20)
+    sizes, release = [], threading.Event()
+
+    def slow_decode(model, latents, snr_db):
+        sizes.append(len(latents))
+        if len(sizes) == 1:
+            release.wait(20)  # the first batch runs until the test has pinged
+        return np.zeros((len(latents), 32, 32, 3), np.uint8)
+
+    server.backend.decode = slow_decode
+    loop = threading.Thread(target=server.serve)
+    loop.start()
+    results, errors = {}, []
+
+    def decode(i):
+        client = ServerBackend(server.endpoint, timeout=30)
+        try:
+            results[i] = client.decode(USER, np.zeros((1, 1024), np.float32), 5.0).shape
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            client.close()
+
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    clients = [threading.Thread(target=decode, args=(i,)) for i in range(7)]
+    try:
+        clients[0].start()
+        wait_for(lambda: sizes == [1], "the first batch did not start")
+        pinger = ServerBackend(server.endpoint, timeout=5)
+        t0 = time.perf_counter()
+        assert pinger.ping()["pong"] is True
+        ping_s = time.perf_counter() - t0
+        info = pinger.call({"op": "info"})[0]
+        pinger.close()
+        assert ping_s < 0.5, f"ping took {ping_s:.2f} s while a batch ran"
+        assert info["max_nfe"] == 200 and info["client_auth"] is False and info["priors"]
+        for c in clients[1:]:
+            c.start()
+        wait_for(lambda: sum(len(r) for r in list(server.pending.values())) == 6, "requests did not queue")
+        assert sizes == [1]  # still running
+        release.set()
+        for c in clients:
+            c.join(30)
+        assert not errors, errors
+        assert results == {i: (1, 32, 32, 3) for i in range(7)}
+        assert sizes == [1, 4, 2]
+    finally:
+        release.set()
+        server.stop()
+        loop.join(30)
+    assert not loop.is_alive()
+
+
+def test_an_unexpected_exception_costs_one_request_not_the_server(caplog):
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu")
+    sent = []
+    server._send = lambda route, frames: sent.append(protocol.unpack(frames, 1 << 20)[0])
+    ping = protocol.pack({"op": "ping", "id": 7})
+    try:
+        server._check = lambda header, arrays: {}["a bug"]
+        server._handle([b"peer"] + ping)
+        assert [(h["ok"], h["id"], h["error"]["code"]) for h in sent] == [(False, 7, "internal")]
+        assert len([r for r in caplog.records if r.name == "semcom.server"]) == 1  # one log line
+        del server._check
+        server._handle([b"peer"] + ping)
+        assert sent[-1]["result"]["pong"] is True
+        server._handle([b"peer", b""])  # routing frames only: not a request, dropped and counted
+        assert len(sent) == 2 and server.stats["dropped"] == 1
+    finally:
+        server.close()
+
+
+def test_unpack_and_handle_are_total():
+    """Thousands of mutated requests: unpack returns or raises ProtocolError, nothing else,
+    and the server answers each with exactly one reply."""
+    rng = random.Random(7)
+    lat = np.zeros((1, 1024), np.float32)
+    seeds = [protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5}, "id": 1}, [("latents", lat)]),
+             protocol.pack({"op": "receive", "receiver": "icdm", "id": "x",
+                            "params": {"snr_db": 5, "noise_var": 1, "signal_power": 1, "interference_power": 1,
+                                       "options": {"steps": 3}}},
+                           [("xhat", lat), ("w", np.zeros((1, 512), np.complex64)),
+                            ("h", np.zeros((1, 512), np.complex64))])]
+    pieces = [b"[", b"]", b"{", b"}", b'"', b"\\", b",", b":", b"0", b"-1", b"1e999", b"NaN", b"Infinity",
+              b"null", b"true", b"[" * 3000, b'{"a":' * 2000, b"9" * 30, b"\xff", b"2.5", b'"\\u0000"']
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_bytes=MAX_BYTES)
+    replies = []
+    server._send = lambda route, frames: replies.append(protocol.unpack(frames, 1 << 20)[0])
+    try:
+        for _ in range(3000):
+            frames = list(rng.choice(seeds))
+            text = bytearray(frames[1])
+            for _ in range(rng.randrange(1, 4)):
+                at = rng.randrange(len(text) + 1)
+                cut = rng.choice([0, 0, 1, rng.randrange(1, 40)])
+                text[at:at + cut] = rng.choice(pieces)
+            frames[1] = bytes(text)
+            if rng.random() < 0.1:
+                del frames[rng.randrange(len(frames)):]
+            try:
+                protocol.unpack(frames, MAX_BYTES)
+            except protocol.ProtocolError:
+                pass
+            before = len(replies)
+            server._handle([b"peer"] + frames)
+            queued = sum(len(v) for v in server.pending.values())  # valid ones wait for a batch
+            server.pending.clear()
+            assert len(replies) - before + queued == (1 if frames else 0), frames[:2]
+        assert server.stats["internal"] == 0 and server.stats["requests"] > 2900
+    finally:
+        server.close()
 
 
 def malformed_cases(rng):
-    """A seeded stream of malformed requests: (frames, expected error code)."""
+    """A seeded stream of malformed requests: ((kind, frames, expected error code), kinds)."""
     good_img = np.zeros((1, 32, 32, 3), np.uint8)
     hdr = lambda **kw: json.dumps(kw).encode()
     V = protocol.VERSION
+    powers = {"snr_db": 1, "noise_var": 1, "signal_power": 1, "interference_power": 1}
+    lat = lambda n=1, k=512: np.zeros((n, 2 * k), np.float32).tobytes()
+    cplx = lambda n=1, k=512, dtype=np.complex64: np.zeros((n, k), dtype).tobytes()
+    spec = lambda name, dtype, shape: {"name": name, "dtype": dtype, "shape": shape}
+    rx_specs = lambda n=1, k=512, wdtype="complex64": [spec("xhat", "float32", [n, 2 * k]),
+                                                      spec("w", wdtype, [n, k]), spec("h", "complex64", [n, k])]
+    odd = lambda: rng.choice([None, True, False, [1], {"a": 1}, "5", [], {}])  # JSON values of the wrong type
+    deep = lambda d: rng.choice([b"[" * d + b"]" * d, b'{"a":' * d + b"1" + b"}" * d, b"[" * d])
+    depth = lambda: rng.choice([rng.randrange(17, 100), rng.randrange(1000, 20000)])  # past the limit / recursion
     makers = [
         lambda: ([bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 40)))], "not_multipart"),
         lambda: ([b"semcom/0", hdr(op="ping")], "bad_version"),
@@ -122,10 +263,75 @@ def malformed_cases(rng):
                  "bad_params"),
         lambda: ([V, hdr(op="encode", model=USER, params={"snr_db": 1},
                          arrays=[{"name": "images", "dtype": "uint8", "shape": [-1, 32, 32, 3]}]), good_img.tobytes()], "bad_shape"),
+        # ---- generated structure: nesting, overflowing shapes, odd JSON values, mismatched counts
+        lambda: ([V, b'{"op": "ping", "x": ' + deep(depth()) + b"}"], "bad_header"),
+        lambda: ([V, deep(depth())], "bad_header"),
+        lambda: ([V, hdr(op="ping", params={"options": json.loads("[" * 20 + "]" * 20)})], "bad_header"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},  # product 0: the byte count passes
+                         arrays=[spec("latents", "float32", [0] + [rng.randrange(MAX_BYTES + 1, 2 ** 62)
+                                                                   for _ in range(rng.randrange(1, 4))])]), b""],
+                 "bad_shape"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("latents", "float32", [0, rng.randrange(1000, MAX_BYTES),
+                                                             rng.randrange(1000, MAX_BYTES)])]), b""], "too_large"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("latents", "float32", [1, 2 ** rng.randrange(64, 300)])]), b""], "bad_json"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("latents", "float32", [1, rng.choice([1024.0, True, None, "1024", [1024]])])]),
+                  lat()], "bad_shape"),
+        lambda: ([V, hdr(op="encode", model=USER, id=rng.choice([1, "a"]),
+                         params={"snr_db": rng.choice([float("nan"), float("inf"), -float("inf")])})], "bad_json"),
+        lambda: ([V, b'{"op": "ping", "id": ' + rng.choice([b"9" * rng.randrange(20, 6000), b"1e999", b"-1e400"])
+                  + b"}"], "bad_json"),
+        lambda: ([V, rng.choice([b"null", b"1", b'"ping"', b"true", b"2.5"])], "bad_header"),
+        lambda: ([V, hdr(op=rng.choice([1, 2.5, None, True, ["ping"], {"op": "ping"}]))], "unknown_op"),
+        lambda: ([V, hdr(op="ping", id=rng.choice([{"a": 1}, [1], 2.5, True, "x" * rng.randrange(129, 5000)]))],
+                 "bad_header"),
+        lambda: ([V, hdr(op="encode", model=USER, params=rng.choice([[1], "x", 3, None, True]))], "bad_params"),
+        lambda: ([V, hdr(op=rng.choice(["encode", "decode"]), model=USER, params={"snr_db": odd()})], "bad_params"),
+        lambda: ([V, hdr(op="encode", model=odd(), params={"snr_db": 1})], "unknown_model"),
+        lambda: ([V, hdr(op="receive", receiver=odd(), params=powers)], "unknown_receiver"),
+        lambda: ([V, hdr(op="ping", arrays=rng.choice([{}, "a", 3, None, {"name": "x"}]))], "bad_header"),
+        lambda: ([V, hdr(op="ping", arrays=[spec("a%d" % i, "uint8", [0]) for i in range(rng.randrange(9, 40))])],
+                 "bad_header"),
+        lambda: ([V, hdr(op="ping")] + [b""] * rng.randrange(9, 40), "bad_header"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1}, arrays=[spec("latents", "float32", [1, 1024])])]
+                 + [lat()] * rng.choice([0, 2, 3]), "bad_header"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("latents", "float32", [1, 1024])] * 2), lat(), lat()], "bad_header"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec(rng.choice(["", "x" * rng.randrange(65, 1000), 1, None, ["latents"]]),
+                                      "float32", [1, 1024])]), lat()], "bad_header"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("latents", rng.choice([["float32"], {"a": 1}, None, 4, True]), [1, 1024])]),
+                  lat()], "bad_dtype"),
+        lambda: ([V, hdr(op="encode", model=USER, params={"snr_db": 1},
+                         arrays=[spec("images", "uint8", [1, 32, 32, 3]), spec("junk", "float32", [3])]),
+                  good_img.tobytes(), b"\0" * 12], "bad_shape"),
+        lambda: ([V, hdr(op="receive", receiver="mmse", params=powers, arrays=rx_specs(2)[:1] + rx_specs(1)[1:]),
+                  lat(2), cplx(), cplx()], "bad_shape"),
+        lambda: ([V, hdr(op="receive", receiver="mmse", params=powers, arrays=rx_specs(wdtype="float32")),
+                  lat(), cplx(dtype=np.float32), cplx()], "bad_shape"),
+        lambda: ([V, hdr(op="receive", receiver="icdm", params=powers, arrays=rx_specs(k=4)),
+                  lat(k=4), cplx(k=4), cplx(k=4)], "bad_shape"),
+        lambda: ([V, hdr(op="receive", receiver="icdm", params=dict(powers, options={
+                             "steps": rng.choice([101, 1000, 10 ** 12, "5000"]), "start": "noise"}),
+                         arrays=rx_specs()), lat(), cplx(), cplx()], "too_costly"),
+        lambda: ([V, hdr(op="receive", receiver=rng.choice(["cddm", "icdm-dps"]), params=dict(powers, options={
+                             "steps": rng.randrange(201, 10 ** 6)}), arrays=rx_specs()), lat(), cplx(), cplx()],
+                 "too_costly"),
+        lambda: ([V, hdr(op="receive", receiver="mmse",
+                         params=dict(powers, **rng.choice([{"options": rng.choice([[1], "steps=3", 3, None])},
+                                                           {"seed": rng.choice([-1, 1.5, True, "0", None, [0]])},
+                                                           {"channel_type": odd()},
+                                                           {"sinr_db": odd()},
+                                                           {rng.choice(["noise_var", "signal_power"]): rng.choice(
+                                                               [-1, None, True, "1", [1]])}])))],
+                 "bad_params"),
     ]
     while True:
         i = rng.randrange(len(makers))
-        yield (i, *makers[i]())
+        yield (i, *makers[i]()), len(makers)
 
 
 def test_fuzz_1000_malformed_requests_then_still_serving(server):
@@ -137,16 +343,18 @@ def test_fuzz_1000_malformed_requests_then_still_serving(server):
     seen = set()
     try:
         for _ in range(1000):
-            kind, frames, code = next(cases)
+            (kind, frames, code), kinds = next(cases)
             sock.send_multipart(frames)
-            assert sock.poll(10_000), f"no reply to a {code} case"
+            assert sock.poll(10_000), f"no reply to a {code} case (kind {kind})"
             header, _ = protocol.unpack(sock.recv_multipart(), 1 << 30)
-            assert header["ok"] is False and header["error"]["code"] == code, (code, header)
+            assert header["ok"] is False and header["error"]["code"] == code, (kind, code, header)
             assert header["error"]["message"]
+            if code == "too_costly":
+                assert "200" in header["error"]["message"]  # names the cap
             seen.add(kind)
     finally:
         sock.close(0)
-    assert len(seen) == 17  # every kind of malformed request was sent
+    assert len(seen) == kinds  # every kind of malformed request was sent
     client = ServerBackend(server[0])
     assert client.ping()["pong"] is True
     assert client.encode(USER, load_dataset("sample").images[:2], 5.0).shape == (2, 1024)
@@ -256,15 +464,23 @@ def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
     zmq.auth.create_certificates(str(tmp_path), "client")
     server_public, _ = zmq.auth.load_certificate(str(tmp_path / "server.key"))
     client_keys = zmq.auth.load_certificate(str(tmp_path / "client.key_secret"))
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "client.key").write_bytes((tmp_path / "client.key").read_bytes())
     address, proc = spawn_server("cpu", extra_args=("--curve-secret-key", str(tmp_path / "server.key_secret"),
+                                                    "--curve-clients", str(tmp_path / "clients"),
                                                     "--threads", "1"),
                                  server_public_key=server_public, client_keys=client_keys)
     try:
         good = ServerBackend(address, timeout=5, server_public_key=server_public, client_keys=client_keys)
         assert good.ping()["pong"]
-        assert good.call({"op": "info"})[0]["cpu_threads"] == 1  # --threads leaves cores to a flowgraph
+        info = good.call({"op": "info"})[0]
+        assert info["cpu_threads"] == 1  # --threads leaves cores to a flowgraph
+        assert info["curve"] is True and info["client_auth"] is True
         with pytest.raises(BackendUnavailable):
             ServerBackend(address, timeout=1).ping()  # no keys: no conversation
+        with pytest.raises(BackendUnavailable):  # encrypted, but not on the allow-list: no answer either
+            ServerBackend(address, timeout=1, server_public_key=server_public, client_keys=zmq.curve_keypair()).ping()
+        assert good.ping()["pong"]
         # the blocks' server string carries the key files
         from gnuradio.semcom.inference.local import get_backend, parse_server
         keyed = get_backend(f"{address}?server_key={tmp_path / 'server.key'}&client_key={tmp_path / 'client.key_secret'}")
@@ -281,6 +497,91 @@ def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
                 parse_server(bad)
     finally:
         stop_server(proc)
+
+
+def test_gen_keys_writes_private_secret_keys(tmp_path, capsys):
+    from gnuradio.semcom.inference.server import main
+    keys = tmp_path / "new" / "keys"
+    old = os.umask(0o022)  # a usual umask: without care the secret files would be world-readable
+    try:
+        assert main(["--gen-keys", str(keys)]) == 0
+    finally:
+        os.umask(old)
+    mode = lambda p: p.stat().st_mode & 0o777
+    assert mode(keys) == 0o700
+    assert mode(keys / "server.key_secret") == mode(keys / "client.key_secret") == 0o600
+    assert mode(keys / "server.key") == 0o644
+    import zmq.auth
+    client_public, _ = zmq.auth.load_certificate(str(keys / "client.key"))
+    assert list(zmq.auth.load_certificates(str(keys / "clients"))) == [client_public]  # the allow-list
+    with pytest.raises(SystemExit) as exc:  # never overwrites keys
+        main(["--gen-keys", str(keys)])
+    assert exc.value.code == 2 and "exists" in capsys.readouterr().err
+
+
+def test_receive_over_the_nfe_cap_is_refused_at_once(server):
+    client = ServerBackend(server[0], timeout=5)
+    info = client.call({"op": "info"})[0]
+    assert info["max_nfe"] == 200 and info["client_auth"] is False and "prior_user_awgn_k512" in info["priors"]
+    params = {"snr_db": 10, "noise_var": 0.1, "signal_power": 1, "interference_power": 1,
+              "options": {"steps": 1000, "start": "noise"}}
+    arrays = [("xhat", np.zeros((1, 1024), np.float32)), ("w", np.zeros((1, 512), np.complex64)),
+              ("h", np.zeros((1, 512), np.complex64))]
+    t0 = time.monotonic()
+    with pytest.raises(ServerError, match=r"too_costly: .* 2000 network evaluations .* cap is 200 \(--max-nfe\)"):
+        client.call({"op": "receive", "receiver": "icdm", "params": params}, arrays)
+    assert time.monotonic() - t0 < 2
+    # --max-nfe sets the cap; the bound is steps x the priors each step evaluates
+    capped = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_nfe=10)
+    try:
+        frames = lambda steps: protocol.pack({"op": "receive", "receiver": "icdm", "id": steps, "params": dict(
+            params, options={"steps": steps})}, arrays)
+        with pytest.raises(BadRequest, match="costs up to 12 .* cap is 10"):
+            capped._check(*protocol.unpack(frames(6), 1 << 20))
+        assert capped._check(*protocol.unpack(frames(5), 1 << 20))[1] == 1
+    finally:
+        capped.close()
+
+
+def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
+    """Each start-up problem: exit status 2 and one line naming it, no traceback, no usage."""
+    import torch
+    import zmq.auth
+    zmq.auth.create_certificates(str(tmp_path), "server")
+    (tmp_path / "bad.key_secret").write_text("not a key\n")
+    no_cuda = "cuda" if not torch.cuda.is_available() else "cuda:99"
+    cases = [(["--bind", server[0]], "address already in use"),  # the module's server holds it
+             (["--bind", "tcp://8.8.8.8:5557", "--insecure"], "tcp://8.8.8.8:5557: cannot assign requested address"),
+             (["--bind", "garbage"], "--bind 'garbage'"),
+             (["--curve-secret-key", str(tmp_path / "bad.key_secret"), "--curve-allow-any"], "bad.key_secret"),
+             (["--max-batch", "0"], "--max-batch"),
+             (["--device", no_cuda], "CUDA"),
+             (["--device", "potato"], "potato")]
+    cmd = [sys.executable, "-m", "gnuradio.semcom.inference.server"]
+    procs = [subprocess.Popen(cmd + ["--bind", "tcp://127.0.0.1:0"] * ("--bind" not in args) + args,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    # run_link --server auto: spawn_server surfaces the server's own line
+    with pytest.raises(RuntimeError, match=f"status 2: semcom_server: error: --device {no_cuda}: CUDA"):
+        spawn_server(no_cuda, startup_timeout=60)
+    for (args, match), proc in zip(cases, procs):
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, (args, err)
+        assert lines[0].startswith("semcom_server: error: ") and match in lines[0], (args, lines)
+    # the same in-process, for the cases that fail before any socket or model
+    from gnuradio.semcom.inference.server import main
+    for args, match in ((["--max-batch", "many"], "--max-batch: invalid int value"),
+                        (["--max-nfe", "0"], "max_nfe >= 1"),
+                        (["--curve-secret-key", str(tmp_path / "server.key_secret")], "--curve-clients DIR"),
+                        (["--curve-clients", str(tmp_path)], "need --curve-secret-key")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("semcom_server: error: ") and err.count("\n") == 1, (args, err)
+        assert match in err, (args, err)
 
 
 def test_sigterm_stops_cleanly():

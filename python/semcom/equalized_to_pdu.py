@@ -12,21 +12,24 @@ import numpy as np
 import pmt
 from gnuradio import gr, pdu
 
-from .pdu_util import make_pdu, meta_get, split_pdu
+from .core.channel import link_powers
+from .pdu_util import OperatingPoint, drops_on_error, make_pdu, meta_get, split_pdu
 
 
 class csi_pdu_merge(gr.basic_block):
     """PDUs on "zhat", "w", "h" with the same image_id -> one PDU: zhat, with metadata
-    "w" and "h" (c32 vectors), "snr_db" and "sinr_db" added. Packets missing a part are
-    dropped once more than `max_pending` packets wait (logged)."""
+    "w" and "h" (c32 vectors), "snr_db" and "sinr_db" added (the SINR in use: at run time a
+    SINR above the SNR is used as SINR = SNR, as the channel does). Packets missing a part
+    are dropped once more than `max_pending` packets wait (logged)."""
 
     PORTS = ("zhat", "w", "h")
 
     def __init__(self, snr_db=10.0, sinr_db=float("inf"), max_pending=64):
         if int(max_pending) < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        link_powers(snr_db, sinr_db)  # OperatingPoint's check, before the C++ block exists
         gr.basic_block.__init__(self, name="csi_pdu_merge", in_sig=None, out_sig=None)
-        self.snr_db, self.sinr_db = float(snr_db), float(sinr_db)
+        self.point = OperatingPoint(snr_db, sinr_db, self.logger)
         self.max_pending = int(max_pending)
         self._pending = OrderedDict()  # image_id -> {port: (meta, array)}
         self.dropped = 0
@@ -38,18 +41,33 @@ class csi_pdu_merge(gr.basic_block):
         self.set_msg_handler(pmt.intern("w"), self.handle_w)
         self.set_msg_handler(pmt.intern("h"), self.handle_h)
 
+    @property
+    def snr_db(self):
+        return self.point.snr_db
+
+    @property
+    def sinr_db(self):
+        """The SINR in use."""
+        return self.point.sinr_db
+
     def set_snr_db(self, snr_db):
-        self.snr_db = float(snr_db)
+        self.point.set(snr_db=snr_db)
 
     def set_sinr_db(self, sinr_db):
-        self.sinr_db = float(sinr_db)
+        self.point.set(sinr_db=sinr_db)
 
+    def set_operating_point(self, snr_db=None, sinr_db=None):
+        self.point.set(snr_db, sinr_db)
+
+    @drops_on_error
     def handle_zhat(self, msg):
         self._add("zhat", msg)
 
+    @drops_on_error
     def handle_w(self, msg):
         self._add("w", msg)
 
+    @drops_on_error
     def handle_h(self, msg):
         self._add("h", msg)
 
@@ -105,3 +123,6 @@ class equalized_to_pdu(gr.hier_block2):
 
     def set_sinr_db(self, sinr_db):
         self.merge.set_sinr_db(sinr_db)
+
+    def set_operating_point(self, snr_db=None, sinr_db=None):
+        self.merge.set_operating_point(snr_db, sinr_db)

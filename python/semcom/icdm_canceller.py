@@ -15,7 +15,7 @@ from .core.channel import CHANNEL_TYPES, link_powers
 from .core.mapping import complex_to_real
 from .core.receivers import LinkContext, check_receiver, parse_options
 from .neural_block import neural_pdu_block
-from .pdu_util import make_pdu, meta_get, split_pdu
+from .pdu_util import OperatingPoint, make_pdu, meta_get, split_pdu
 
 
 class icdm_canceller(neural_pdu_block):
@@ -43,11 +43,22 @@ class icdm_canceller(neural_pdu_block):
             rec.check_priors(channel_type, int(k))
         neural_pdu_block.__init__(self, "icdm_canceller", "", snr_db, server, device, max_batch)
         self.receiver, self.channel_type, self.k = receiver, channel_type, int(k)
-        self.sinr_db, self.signal_power, self.seed = float(sinr_db), float(signal_power), int(seed)
+        self.signal_power, self.seed = float(signal_power), int(seed)
+        self.point = OperatingPoint(snr_db, sinr_db, self.logger)
+        self.sinr_db = self.point.sinr_db
         self.nfe = 0  # network evaluations per image: the most any batch has used (as run_link reports)
 
+    def set_snr_db(self, snr_db):
+        self.set_operating_point(snr_db=snr_db)
+
     def set_sinr_db(self, sinr_db):
-        self.sinr_db = float(sinr_db)
+        self.set_operating_point(sinr_db=sinr_db)
+
+    def set_operating_point(self, snr_db=None, sinr_db=None):
+        """SNR and/or SINR for PDUs without them; never raises (GUI callbacks): a SINR above the
+        SNR is used as SINR = SNR, as the channel does (OperatingPoint)."""
+        if self.point.set(snr_db, sinr_db):
+            self.snr_db, self.sinr_db = self.point.snr_db, self.point.sinr_db
 
     def prepare(self, msg):
         parts = split_pdu(msg, "c32", self.logger)
@@ -57,11 +68,12 @@ class icdm_canceller(neural_pdu_block):
         if zhat.size != self.k:
             self.logger.error(f"dropped a PDU of {zhat.size} symbols: this canceller takes k = {self.k}")
             return None
-        w, h = meta_get(meta, "w"), meta_get(meta, "h")
-        if w is None or h is None or len(w) != zhat.size or len(h) != zhat.size:
-            self.logger.error("dropped a PDU without 'w' and 'h' metadata of its length "
-                              "(use equalized_to_pdu)")
+        w, h = (pmt.dict_ref(meta, pmt.intern(key), pmt.PMT_NIL) for key in ("w", "h"))
+        if not all(pmt.is_c32vector(v) and pmt.length(v) == zhat.size for v in (w, h)):
+            self.logger.error("dropped a PDU without 'w' and 'h' metadata (c32 vectors of its length; "
+                              "use equalized_to_pdu)")
             return None
+        w, h = (np.asarray(pmt.c32vector_elements(v), np.complex64) for v in (w, h))
         snr, sinr = meta_get(meta, "snr_db", self.snr_db), meta_get(meta, "sinr_db", self.sinr_db)
         try:
             link_powers(float(snr), float(sinr), self.signal_power)
@@ -71,8 +83,7 @@ class icdm_canceller(neural_pdu_block):
         meta = pmt.dict_delete(pmt.dict_delete(meta, pmt.intern("w")), pmt.intern("h"))
         image_id = meta_get(meta, "image_id", 0)
         key = (float(snr), float(sinr))
-        return meta, (key, zhat, np.asarray(w, np.complex64), np.asarray(h, np.complex64),
-                      image_id if isinstance(image_id, int) else 0)
+        return meta, (key, zhat, w, h, image_id if isinstance(image_id, int) else 0)
 
     def run_batch(self, items):
         """Items of one operating point go in one receiver call (in arrival order)."""

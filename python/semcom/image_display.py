@@ -6,7 +6,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pdu_util import meta_get, split_image_pdu
+from .pdu_util import drops_on_error, meta_get, split_image_pdu
 
 
 def _make_widget(title, scale):
@@ -56,26 +56,38 @@ class image_display(gr.basic_block):
             self.message_port_register_in(pmt.intern(port))
             self.set_msg_handler(pmt.intern(port), handler)
 
+    def _image(self, msg):
+        """(image_id, image) of a grey or RGB image PDU, else None after one log line: the
+        Qt slot that shows it must not fail (an exception there aborts the application)."""
+        parts = split_image_pdu(msg, self.logger)
+        if parts is None:
+            return None
+        if parts[1].shape[2] not in (1, 3):
+            self.logger.error(f"dropped an image of {parts[1].shape[2]} channels (shown: 1 or 3)")
+            return None
+        return meta_get(parts[0], "image_id"), parts[1]
+
+    @drops_on_error
     def _on_sent(self, msg):
         # Kept until the received image of the same id arrives, so the pair shown matches.
-        parts = split_image_pdu(msg, self.logger)
-        if parts is not None:
-            image_id = meta_get(parts[0], "image_id")
+        item = self._image(msg)
+        if item is not None:
             with self._lock:
-                self._sent[image_id] = parts[1]
+                self._sent[item[0]] = item[1]
                 while len(self._sent) > 256:
                     self._sent.pop(next(iter(self._sent)))
 
+    @drops_on_error
     def _on_received(self, msg):
-        parts = split_image_pdu(msg, self.logger)
-        if parts is None:
+        item = self._image(msg)
+        if item is None:
             return
-        image_id = meta_get(parts[0], "image_id")
+        image_id, image = item
         with self._lock:
             sent = self._sent.pop(image_id, None)
         if sent is not None:
             self._widget.image_arrived.emit("sent", sent, f"sent #{image_id}")
-        self._widget.image_arrived.emit("received", parts[1], f"received #{image_id}")
+        self._widget.image_arrived.emit("received", image, f"received #{image_id}")
 
     def qwidget(self):
         return self._widget

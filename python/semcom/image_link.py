@@ -58,3 +58,28 @@ class image_link(gr.top_block):
         self.msg_connect(self.rx, "images", self.sink, "pdus")
         self.msg_connect(self.rx, "latents", self.sink, "rx_latents")
         self.msg_connect(self.sink, "ack", self.user_source, "ack")
+
+    def neural_blocks(self):
+        """The blocks that run networks (encoders, receiver, decoder), upstream first."""
+        blocks = [self.user_tx.encoder]
+        if hasattr(self, "interferer_tx"):
+            blocks.append(self.interferer_tx.encoder)
+        if self.rx.diffusion:
+            blocks.append(self.rx.canceller)
+        return blocks + [self.rx.decoder]
+
+    def first_error(self):
+        """The first failure any network block reported (e.g. a dead server), or None."""
+        return next((b.first_error for b in self.neural_blocks() if b.first_error), None)
+
+    def run_interruptible(self):
+        """run(), but Ctrl-C stops the flowgraph and raises KeyboardInterrupt: GNU Radio's
+        own wait() swallows it (it stops the flowgraph and returns as if it had finished)."""
+        self.handle_sigint = False
+        try:
+            self.start()
+            self.wait()
+        except KeyboardInterrupt:
+            self.stop()
+            self.wait()
+            raise

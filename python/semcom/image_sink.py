@@ -13,7 +13,7 @@ from .core import metrics
 from .core.data import to_tensor
 from .core.mapping import complex_to_real
 from .core.plots import save_image_grid, write_text_atomic
-from .pdu_util import meta_get, split_image_pdu, split_pdu
+from .pdu_util import drops_on_error, meta_get, run_record, split_image_pdu, split_pdu
 
 
 class image_sink(gr.basic_block):
@@ -25,12 +25,15 @@ class image_sink(gr.basic_block):
     metadata on "ack" (connect it to the sources' "ack").
 
     A received image with no original, or an id seen twice, is counted, not fatal.
-    summary() gives the metrics; with `out_dir`, stop() writes summary.json and grid.png
-    there (and one PNG per received image with `save_images`).
+    summary() gives the metrics, and under "run" what reproduces the run (run_record of
+    `run_info`); with `out_dir`, stop() writes summary.json and grid.png there (and one PNG
+    per received image with `save_images`).
     """
 
-    def __init__(self, out_dir="", save_images=False, with_lpips=True, grid_images=8):
+    def __init__(self, out_dir="", save_images=False, with_lpips=True, grid_images=8, run_info=None):
+        run = run_record(run_info)  # bad receiver options fail here, before the C++ block exists
         gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
+        self.run = run
         self.out_dir = str(out_dir)
         self.save_images, self.with_lpips, self.grid_images = bool(save_images), bool(with_lpips), int(grid_images)
         self._lock = threading.Lock()
@@ -53,6 +56,17 @@ class image_sink(gr.basic_block):
             return None
         return value
 
+    def set_run_info(self, run_info):
+        """GUI callback (sliders change SNR/SINR): never raises; bad options are logged."""
+        try:
+            run = run_record(run_info)
+        except ValueError as exc:
+            self.logger.error(f"run info ignored: {exc}")
+            return
+        with self._lock:
+            self.run, self._summary = run, None
+
+    @drops_on_error
     def _on_image(self, msg):
         parts = split_image_pdu(msg, self.logger)
         image_id = None if parts is None else self._image_id(parts[0])
@@ -69,6 +83,7 @@ class image_sink(gr.basic_block):
             return
         self.message_port_pub(pmt.intern("ack"), parts[0])
 
+    @drops_on_error
     def _on_reference(self, msg):
         parts = split_image_pdu(msg, self.logger)
         image_id = None if parts is None else self._image_id(parts[0])
@@ -76,6 +91,7 @@ class image_sink(gr.basic_block):
             with self._lock:
                 self.reference.setdefault(image_id, parts[1])
 
+    @drops_on_error
     def _on_tx(self, msg):
         parts = split_pdu(msg, "c32", self.logger)
         image_id = None if parts is None else self._image_id(parts[0])
@@ -83,6 +99,7 @@ class image_sink(gr.basic_block):
             with self._lock:
                 self.tx.setdefault(image_id, complex_to_real(torch.from_numpy(parts[1])).numpy())
 
+    @drops_on_error
     def _on_rx(self, msg):
         parts = split_pdu(msg, "f32", self.logger)
         image_id = None if parts is None else self._image_id(parts[0])
@@ -113,6 +130,7 @@ class image_sink(gr.basic_block):
             for key in ("psnr_db", "ssim", "ms_ssim", "lpips"):
                 out[key] = metrics.mean_or_none(per.get(key))
             out["latent_mse_db"] = metrics.db_mean(per.get("latent_mse_db"))
+            out["run"] = self.run
             out["per_image"] = per
             self._summary = out
             return out

@@ -8,6 +8,7 @@ from .core.receivers import check_receiver, parse_options
 from .equalized_to_pdu import equalized_to_pdu
 from .icdm_canceller import icdm_canceller
 from .jscc_decoder import jscc_decoder
+from .pdu_util import OperatingPoint
 from .symbol_demapper import symbol_demapper
 
 
@@ -19,11 +20,16 @@ class jscc_receiver(gr.hier_block2):
     receiver "mmse": the decoder gets the equalized latent (w and h are not used). Any
     other receiver (cddm, icdm, icdm-*) cleans it with icdm_canceller first; the same
     flowgraph serves every receiver. `channel_type` picks the diffusion priors (empty: the
-    model's channel)."""
+    model's channel).
+
+    SNR and SINR follow the channel's rule (OperatingPoint): SINR above SNR is refused here
+    and used as SINR = SNR by the setters, so receiver and channel agree when sliders cross."""
 
     def __init__(self, model="jscc_user_awgn_k512", snr_db=10.0, receiver="mmse", server="", device="",
                  sinr_db=math.inf, channel_type="", options="", seed=0):
         check_receiver(receiver, parse_options(options))
+        # hier blocks have no logger of their own; this one logs the clamping for the whole chain
+        self.point = OperatingPoint(snr_db, sinr_db, gr.logger("jscc_receiver"))
         self.diffusion = receiver != "mmse"
         gr.hier_block2.__init__(self, "jscc_receiver", gr.io_signature(3, 3, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
@@ -60,12 +66,17 @@ class jscc_receiver(gr.hier_block2):
         return self.canceller.nfe if self.diffusion else 0
 
     def set_snr_db(self, snr_db):
-        self.decoder.set_snr_db(snr_db)
-        if self.diffusion:
-            self.to_pdu.set_snr_db(snr_db)
-            self.canceller.set_snr_db(snr_db)
+        self.set_operating_point(snr_db=snr_db)
 
     def set_sinr_db(self, sinr_db):
+        self.set_operating_point(sinr_db=sinr_db)
+
+    def set_operating_point(self, snr_db=None, sinr_db=None):
+        """Never raises (GUI callbacks). The parts get the pair in use (SINR <= SNR) at once, so
+        they never clamp, and log, on their own."""
+        if not self.point.set(snr_db, sinr_db):
+            return
+        self.decoder.set_snr_db(self.point.snr_db)
         if self.diffusion:
-            self.to_pdu.set_sinr_db(sinr_db)
-            self.canceller.set_sinr_db(sinr_db)
+            for part in (self.to_pdu, self.canceller):
+                part.set_operating_point(self.point.snr_db, self.point.sinr_db)

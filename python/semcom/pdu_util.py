@@ -1,10 +1,19 @@
 """Small helpers shared by the PDU blocks (GNU Radio side only)."""
 
+import functools
+import math
 import threading
 
 import numpy as np
 import pmt
+import torch
 from gnuradio import gr
+
+from .core.channel import link_powers, parse_db
+from .core.equalizer import mmse_symbol_error
+from .core.metrics import db_mean, latent_mse_db
+from .core.receivers import check_receiver, parse_options
+from .core.version import __version__, build_commit
 
 
 def split_pdu(msg, kind: str, logger):
@@ -25,6 +34,18 @@ def split_pdu(msg, kind: str, logger):
     meta = pmt.make_dict() if pmt.is_null(meta) else meta
     dtype = np.float32 if kind == "f32" else np.complex64
     return meta, np.asarray(to_np(vec), dtype=dtype)
+
+
+def drops_on_error(handler):
+    """For message handlers: an exception would end the thread of the block that runs them
+    (every later message is lost); log it and drop the message instead."""
+    @functools.wraps(handler)  # set_msg_handler keys on the handler's __name__
+    def guarded(self, msg):
+        try:
+            handler(self, msg)
+        except Exception as exc:
+            self.logger.error(f"dropped a message ({type(exc).__name__}: {exc}): {pmt.write_string(msg)[:80]}")
+    return guarded
 
 
 def make_pdu(meta, array: np.ndarray):
@@ -152,6 +173,7 @@ class BatchWorker:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.fn, self.emit, self.logger, self.max_batch = fn, emit, logger, int(max_batch)
         self.dropped = 0
+        self.first_error = None  # the first failure's message, for a run's report
         self._errors = set()
         self._queue = []
         self._cond = threading.Condition()
@@ -179,6 +201,7 @@ class BatchWorker:
                 text = f"{type(exc).__name__}: {exc}"
                 if text not in self._errors:
                     self._errors.add(text)
+                    self.first_error = self.first_error or text
                     self.logger.error(f"dropped {len(batch)} item(s): {text}")
                 continue
             for (meta, _), result in zip(batch, results):
@@ -235,3 +258,88 @@ class paced_pdu_source(gr.basic_block):
         if self._thread is not None:
             self._thread.join(timeout=5)
         return True
+
+
+class OperatingPoint:
+    """A block's SNR and SINR (dB), by the rule of fading_interference_channel_cc.
+
+    Construction is strict (ValueError on a value that is no dB, or SINR above SNR). At run
+    time (set()) a SINR above the SNR is used as SINR = SNR, i.e. no interference power, with
+    one log line per change: GUI sliders cross, and an exception in a Qt callback aborts the
+    application. The SINR asked for is kept and comes back when the SNR rises above it. A
+    value that is no dB (NaN, -inf, not a number) is logged and ignored.
+    """
+
+    def __init__(self, snr_db, sinr_db, logger):
+        link_powers(snr_db, sinr_db)  # the channel's constructor check
+        self.logger = logger
+        self.snr_db = parse_db(snr_db)
+        self.asked_sinr_db = self.sinr_db = parse_db(sinr_db)
+
+    @property
+    def clamped(self):
+        return self.sinr_db != self.asked_sinr_db
+
+    def set(self, snr_db=None, sinr_db=None) -> bool:
+        """Change SNR and/or SINR; False (after one log line) if a value is no dB."""
+        try:
+            snr = self.snr_db if snr_db is None else parse_db(snr_db)
+            asked = self.asked_sinr_db if sinr_db is None else parse_db(sinr_db)
+        except ValueError as exc:
+            self.logger.error(f"ignored: {exc}")
+            return False
+        used = snr if not math.isinf(asked) and asked > snr else asked
+        if used != asked and (not self.clamped or (snr, asked) != (self.snr_db, self.asked_sinr_db)):
+            self.logger.warn(f"SINR {asked:g} dB is above SNR {snr:g} dB: using SINR = SNR "
+                             "(no interference power)")
+        elif used == asked and self.clamped:
+            self.logger.info(f"SINR {asked:g} dB, SNR {snr:g} dB: SINR no longer clamped")
+        self.snr_db, self.asked_sinr_db, self.sinr_db = snr, asked, used
+        return True
+
+
+def stored_latents(debug):
+    """{image_id: float32 vector} of the latent PDUs a blocks.message_debug stored."""
+    out, logger = {}, gr.logger("stored_latents")
+    for i in range(debug.num_messages()):
+        meta, latent = split_pdu(debug.get_message(i), "f32", logger) or (None, None)
+        image_id = None if meta is None else meta_get(meta, "image_id")
+        if isinstance(image_id, int):
+            out[image_id] = latent
+    return out
+
+
+def latent_link_summary(sent_debug, received_debug, run_info):
+    """What a Gaussian-latent link delivered (two message_debug stores, matched by image_id):
+    counts and the latent MSE in dB (mean over latents in the linear domain) beside the
+    closed-form MMSE symbol error of the operating point (core.equalizer), and under "run"
+    run_record(run_info), which must hold "channel", "snr_db" and "sinr_db"."""
+    sent, received = stored_latents(sent_debug), stored_latents(received_debug)
+    ids = sorted(set(sent) & set(received))
+    mse = latent_mse_db(torch.from_numpy(np.stack([received[i] for i in ids])),
+                        torch.from_numpy(np.stack([sent[i] for i in ids]))).tolist() if ids else []
+    closed = mmse_symbol_error(run_info["channel"], run_info["snr_db"], run_info["sinr_db"])
+    return {"latents": len(ids), "sent": len(sent), "missing": len(set(sent) - set(received)),
+            "latent_mse_db": db_mean(mse), "closed_form_db": 10 * math.log10(closed),
+            "run": run_record(run_info)}
+
+
+def run_record(run_info):
+    """What reproduces a run, for summary.json: `run_info` as given (the flowgraph's receiver,
+    receiver_options, channel, coherence, snr_db, sinr_db, user_model, interferer_model, k,
+    seed, server, dataset, ...) with the receiver's options resolved against its defaults
+    (those of `prior_channel`, else `channel`), an infinite SINR as null (no interferer, as
+    run_link writes it), an empty server as null, and the module's version and git commit.
+    ValueError for an unknown receiver or bad options."""
+    run = dict(run_info or {})
+    if run.get("receiver"):
+        given = run.get("receiver_options") or {}
+        given = parse_options(given) if isinstance(given, str) else dict(given)
+        channel = run.get("prior_channel") or run.get("channel")
+        run["receiver_options"] = check_receiver(run["receiver"]).options(given, channel)
+    if "sinr_db" in run and run["sinr_db"] is not None and math.isinf(float(run["sinr_db"])):
+        run["sinr_db"] = None
+    if "server" in run:
+        run["server"] = run["server"] or None
+    run.update(version=__version__, commit=build_commit())
+    return run

@@ -1,11 +1,13 @@
 """symbol_demapper: complex symbol PDU -> latent PDU (float32, length 2k)."""
 
+import math
+
 import pmt
 import torch
 from gnuradio import gr
 
 from .core.mapping import from_symbols
-from .pdu_util import make_pdu, split_pdu
+from .pdu_util import drops_on_error, make_pdu, meta_get, split_pdu
 
 
 class symbol_demapper(gr.basic_block):
@@ -25,6 +27,7 @@ class symbol_demapper(gr.basic_block):
         self.message_port_register_out(pmt.intern("ack"))
         self.set_msg_handler(pmt.intern("pdus"), self.handle_pdu)
 
+    @drops_on_error
     def handle_pdu(self, msg):
         parts = split_pdu(msg, "c32", self.logger)
         if parts is None:
@@ -32,11 +35,12 @@ class symbol_demapper(gr.basic_block):
         meta, z = parts
         scale = 1.0
         if self.undo_scale:
-            value = pmt.dict_ref(meta, pmt.intern("power_scale"), pmt.PMT_NIL)
-            if not pmt.is_number(value) or not pmt.to_double(value) > 0:
+            # (a complex PMT passes pmt.is_number, and pmt.to_double raises on it)
+            scale = meta_get(meta, "power_scale")
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                    or not (scale > 0 and math.isfinite(scale)):
                 self.logger.error("dropped a symbol PDU without a positive 'power_scale'")
                 return
-            scale = pmt.to_double(value)
         latent = from_symbols(torch.from_numpy(z), scale).numpy()
         self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, latent))
         self.message_port_pub(pmt.intern("ack"), meta)

@@ -27,10 +27,14 @@ def list_priors() -> List[str]:
     return _shipped("prior_")
 
 
+def prior_name(role: str, channel_type: str, k: int) -> str:
+    return f"prior_{role}_{channel_type}_k{k}"
+
+
 def prior_for(role: str, channel_type: str, k: int) -> Path:
     """The shipped diffusion prior of the user's latents ("user", trained on the user encoder
     for that channel) or of the interference ("interferer", channel gain folded in)."""
-    name = f"prior_{role}_{channel_type}_k{k}"
+    name = prior_name(role, channel_type, k)
     weights, _ = checkpoint_paths(CHECKPOINT_DIR / name)
     if not weights.exists():
         raise CheckpointError(f"{weights}: no shipped diffusion prior {name!r} "

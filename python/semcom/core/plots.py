@@ -1,9 +1,11 @@
 """Figures written by apps and sinks: sample grids and metric-vs-SNR plots (matplotlib Agg).
 
 Every writer goes through a temporary file and an atomic rename, so an interrupted run
-never leaves a half-written file behind.
+never leaves a half-written file behind; files get the permissions the umask gives a plain
+open() (0644 usually), not mkstemp's private 0600.
 """
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,13 +14,31 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 
+def _umask() -> int:
+    # Linux reports it without changing it; os.umask(0) would briefly change it for every
+    # thread of the process (a flowgraph writes files from several).
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def _publish(tmp: str, path: Path):
+    """Give the temporary file normal permissions, then move it into place."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def _atomic_savefig(fig, path: Path):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -34,36 +54,83 @@ def save_image_grid(rows: Sequence[Tuple[str, np.ndarray]], path, max_images: in
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.6, 1.35 * len(rows)), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(n):
-            ax = axes[r][c]
-            img = images[c]
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                      vmin=0, vmax=255, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show(axes[r][c], images[c])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     _atomic_savefig(fig, path)
     plt.close(fig)
 
 
+def sinr_label(sinr_db: float) -> str:
+    """A legend or panel label for an SINR in dB (inf: no interferer)."""
+    return "no interferer" if math.isinf(sinr_db) else f"SINR {sinr_db:g} dB"
+
+
 def save_metric_plot(curves: Dict[str, Tuple[List[float], List[float]]], path, ylabel: str, title: str):
-    """Lines of metric vs SNR: {label: (snr_db list, values)}."""
+    """Lines of metric vs SNR: {label: (snr_db list, values)}, in the dict's order (give it
+    in the order the legend should read, e.g. SINR ascending)."""
+    save_metric_panels({"": curves}, path, ylabel, title)
+
+
+def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float]]]], path, ylabel: str,
+                       title: str):
+    """One panel per {panel title: {line label: (snr_db list, values)}}, side by side with a
+    shared y axis; None values are left out of a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for label, (x, y) in sorted(curves.items()):
-        pts = [(a, b) for a, b in zip(x, y) if b is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=label)
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.4 + 4.8 * len(panels), 3.6), squeeze=False, sharey=True)
+    for ax, (panel, curves) in zip(axes[0], panels.items()):
+        for label, (x, y) in curves.items():
+            pts = [(a, b) for a, b in zip(x, y) if b is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set_xlabel("SNR (dB)")
+        ax.set_title(panel, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=9) if len(panels) > 1 else axes[0][0].set_title(title, fontsize=9)
+    fig.tight_layout()
     _atomic_savefig(fig, path)
     plt.close(fig)
+
+
+def save_receiver_grid(blocks: Sequence[Tuple[str, np.ndarray, Dict[str, np.ndarray]]], path):
+    """Receivers side by side: columns "sent" then one per receiver (labelled on top); rows
+    in blocks of (label, originals uint8 (n, H, W, C), {receiver: received (n, H, W, C)}),
+    the block's label beside its first row (e.g. its operating point)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ["sent"] + list(blocks[0][2])
+    rows = [(label if i == 0 else "", [originals[i]] + [rx[c][i] for c in columns[1:]])
+            for label, originals, rx in blocks for i in range(len(originals))]
+    cell, label_w, title_h = 1.1, 1.2, 0.3  # inches: square cells, so no gaps between columns
+    width, height = label_w + cell * len(columns), title_h + cell * len(rows)
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=label_w / width, right=1, bottom=0, top=1 - title_h / height,
+                        wspace=0.05, hspace=0.05)
+    for r, (label, images) in enumerate(rows):
+        for c, img in enumerate(images):
+            ax = axes[r][c]
+            _show(ax, img)
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    _atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+def _show(ax, img):
+    grey = img.shape[-1] == 1
+    ax.imshow(img[..., 0] if grey else img, cmap="gray" if grey else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def write_text_atomic(path, text: str):
@@ -72,7 +139,7 @@ def write_text_atomic(path, text: str):
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

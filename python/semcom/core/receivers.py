@@ -52,6 +52,17 @@ class Receiver:
         for role in self.priors:
             prior_for(role, channel_type, k)
 
+    def prior_names(self, channel_type: str, k: int) -> list:
+        """The names of the diffusion priors it needs there (to check against a server's list)."""
+        from .models import prior_name
+        return [prior_name(role, channel_type, k) for role in self.priors]
+
+    def max_nfe(self, given: Optional[dict] = None, channel_type: Optional[str] = None) -> int:
+        """The most network evaluations per image these options can cost: each sampler step
+        evaluates each prior once (fewer steps run where the start step is early); 0 for
+        receivers without a network. ValueError as for options()."""
+        return len(self.priors) * int(self.options(given, channel_type).get("steps", 0))
+
     def options(self, given: Optional[dict] = None, channel_type: Optional[str] = None) -> dict:
         """The defaults (those of `channel_type` where they differ) with `given` applied;
         unknown names or wrong types raise ValueError."""

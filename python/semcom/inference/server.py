@@ -4,24 +4,34 @@
 
 Ops: ping, info, encode, decode, receive (see protocol.py for the wire format). Requests
 of the same op, model and parameters that arrive within `max_wait_ms` are run as one batch
-of up to `max_batch` items (dynamic batching). Every malformed request gets an error reply
-with a code and the server keeps serving. Binding anything but loopback needs CurveZMQ keys
-(--curve-secret-key) or an explicit --insecure. SIGINT/SIGTERM stop it cleanly.
+of up to `max_batch` items (dynamic batching) on a worker thread, so ping and info are
+answered while a batch runs. A receive costing more than `max_nfe` network evaluations
+per image is refused. Every request gets a reply, an error code for a malformed or
+unaffordable one, and the server keeps serving. Binding anything but loopback needs
+CurveZMQ keys (--curve-secret-key, with --curve-clients: an allow-list of client public
+keys) or an explicit --insecure. SIGINT/SIGTERM stop it cleanly.
 """
 
 import argparse
+import ipaddress
 import json
 import logging
 import math
+import os
+import queue
+import shutil
 import signal
 import sys
+import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import zmq
+import zmq.auth
 
 from . import protocol
 from ..core.models import list_priors
@@ -29,14 +39,44 @@ from .local import LocalBackend, default_device
 
 log = logging.getLogger("semcom.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5557"
+DEFAULT_MAX_NFE = 200   # network evaluations per image in one receive (icdm's default uses 40)
 SNR_RANGE_DB = (0.0, 20.0)  # the range the shipped models were trained on
+ARRAYS = {"encode": {"images"}, "decode": {"latents"}, "receive": {"xhat", "w", "h"}}
 
 
 def is_loopback(address: str) -> bool:
     if address.startswith(("ipc://", "inproc://")):
         return True
     host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    try:  # an address, not a name: "127.0.0.1.example.com" can resolve anywhere
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(address: str):
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in ("tcp", "ipc", "inproc") or not rest:
+        raise ValueError(f"--bind {address!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device `device` ("" = default) after running a tiny op on it: a server whose
+    every model would fail must not start. ValueError with one line otherwise."""
+    try:
+        dev = torch.device(device or default_device())
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    try:
+        (torch.zeros(1, device=dev) + 1).cpu()
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"--device {device}: cannot compute there ({first})") from None
+    return dev
 
 
 class BadRequest(Exception):
@@ -45,35 +85,88 @@ class BadRequest(Exception):
         self.code = code
 
 
+@dataclass
+class Request:
+    """A request waiting for, or in, a batch."""
+    route: list      # the ROUTER prefix: the peer identity (and REQ's empty delimiter)
+    id: object
+    arrays: dict
+    n: int           # the items (images, latent rows) it carries
+    t: float         # arrival, time.monotonic()
+
+
 class InferenceServer:
     def __init__(self, bind=DEFAULT_BIND, device="", max_batch=16, max_wait_ms=2.0,
-                 max_bytes=64 << 20, curve_secret_key=None, insecure=False, context=None, threads=0):
-        if max_batch < 1 or max_wait_ms < 0 or max_bytes < 1024 or threads < 0:
-            raise ValueError("need max_batch >= 1, max_wait_ms >= 0, max_bytes >= 1024, threads >= 0")
+                 max_bytes=64 << 20, curve_secret_key=None, insecure=False, context=None, threads=0,
+                 max_nfe=DEFAULT_MAX_NFE, curve_clients=None, curve_allow_any=False):
+        # Everything cheap is checked before a socket exists or a model loads.
+        for name, value, low in (("max_batch", max_batch, 1), ("max_wait_ms", max_wait_ms, 0),
+                                 ("max_bytes", max_bytes, 1024), ("threads", threads, 0), ("max_nfe", max_nfe, 1)):
+            if not value >= low:  # NaN too
+                raise ValueError(f"need {name} >= {low} (--{name.replace('_', '-')}), got {value}")
+        check_bind(bind)
         if not is_loopback(bind) and curve_secret_key is None and not insecure:
             raise ValueError(f"refusing to bind {bind} without CurveZMQ keys: give "
                              "--curve-secret-key (see --gen-keys) or --insecure")
-        self.backend = LocalBackend(device)
+        if curve_secret_key is None and (curve_clients or curve_allow_any):
+            raise ValueError("--curve-clients and --curve-allow-any need --curve-secret-key")
+        if curve_clients and curve_allow_any:
+            raise ValueError("give --curve-clients or --curve-allow-any, not both")
+        if curve_secret_key is not None and not (curve_clients or curve_allow_any):
+            # Encryption without authentication would serve anyone who can reach the port.
+            raise ValueError("--curve-secret-key needs --curve-clients DIR (the public keys of the "
+                             "clients let in) or, explicitly, --curve-allow-any")
+        allowed = load_client_keys(curve_clients) if curve_clients else None
+        device = check_device(device)
+        self.backend = LocalBackend(str(device))
+        self.threads = int(threads)
         if threads:  # leave cores to a flowgraph on the same CPU (0: torch's default, one per core)
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(self.threads)
         self.max_batch, self.max_wait = int(max_batch), max_wait_ms / 1000.0
-        self.max_bytes = int(max_bytes)
+        self.max_bytes, self.max_nfe = int(max_bytes), int(max_nfe)
+        self.curve, self.client_auth = curve_secret_key is not None, allowed is not None
         self.ctx = context or zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a reply to a vanished peer raises, not vanishes
-        self.sock.setsockopt(zmq.SNDHWM, 1000)
-        self.sock.setsockopt(zmq.RCVHWM, 1000)          # full: clients' sends block (and time out)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_bytes)  # hard cap; below it, an error reply
-        if curve_secret_key is not None:
-            public, secret = curve_secret_key
-            self.sock.curve_secretkey, self.sock.curve_publickey = secret, public
-            self.sock.curve_server = True
-        self.sock.bind(bind)
-        self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.pending = OrderedDict()  # batch key -> [(route, header, arrays, t_arrival)]
-        self.models = self._models_info()  # load every shipped model now: fail early, answer fast
-        self.stats = {"requests": 0, "errors": 0, "batches": 0}
+        self.auth = self.sock = self._wake = None
+        try:
+            if self.client_auth:  # ZAP: the context asks this thread about every CurveZMQ client
+                from zmq.auth.thread import ThreadAuthenticator
+                self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("semcom.server.auth"))
+                self.auth.start()
+                self.auth.configure_curve(domain="*", location=str(curve_clients))
+            elif self.curve:
+                log.warning("--curve-allow-any: any client with any key pair is served")
+            self.sock = self.ctx.socket(zmq.ROUTER)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a reply to a vanished peer raises, not vanishes
+            self.sock.setsockopt(zmq.SNDHWM, 1000)
+            self.sock.setsockopt(zmq.RCVHWM, 1000)          # full: clients' sends block (and time out)
+            self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_bytes)  # hard cap; below it, an error reply
+            if self.curve:
+                public, secret = curve_secret_key
+                self.sock.curve_secretkey, self.sock.curve_publickey = secret, public
+                self.sock.curve_server = True
+            try:
+                self.sock.bind(bind)
+            except zmq.ZMQError as exc:
+                raise ValueError(f"{bind}: {exc.strerror[:1].lower()}{exc.strerror[1:]}") from None
+            self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+            # The worker thread's replies come back through a queue; this PAIR wakes the poller.
+            self._wake_address = f"inproc://semcom-server-wake-{id(self)}"
+            self._wake = self.ctx.socket(zmq.PAIR)
+            self._wake.setsockopt(zmq.LINGER, 0)
+            self._wake.bind(self._wake_address)
+            self.models = self._models_info()  # load every shipped model now: fail early, answer fast
+            if self.models and all("error" in m for m in self.models.values()):
+                raise ValueError(f"no model loads on {device}: {next(iter(self.models.values()))['error']}")
+        except BaseException:
+            self.close()
+            raise
+        self.pending = OrderedDict()  # batch key -> [Request] in arrival order
+        self._jobs = queue.SimpleQueue()   # (key, [Request]) for the worker; None ends it
+        self._done = queue.SimpleQueue()   # (replies, failed) from the worker
+        self._busy = 0                     # batches handed to the worker, replies not yet sent
+        self._worker = None
+        self.stats = {"requests": 0, "errors": 0, "batches": 0, "internal": 0, "dropped": 0, "undelivered": 0}
         self._stop = False
 
     # ------------------------------------------------------------------ requests
@@ -101,83 +194,100 @@ class InferenceServer:
         return {n: {"description": r.description, "options": r.defaults, "channel_defaults": r.channel_defaults}
                 for n, r in RECEIVERS.items()}
 
+    def _info(self):
+        return {"protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
+                "cpu_threads": torch.get_num_threads(),
+                "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
+                "max_bytes": self.max_bytes, "max_nfe": self.max_nfe,
+                "curve": self.curve, "client_auth": self.client_auth,
+                "models": self.models, "receivers": self._receivers_info(), "priors": list_priors()}
+
+    @staticmethod
+    def _number(params, key, default=None, low=-math.inf, finite=True):
+        v = params.get(key, default)
+        if (not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v)
+                or (finite and not math.isfinite(v)) or v < low):
+            what = ("a finite number" if finite else "a number") + (f" >= {low:g}" if low > -math.inf else "")
+            raise BadRequest("bad_params", f"'params.{key}' must be {what}")
+        return v
+
     def _check(self, header, arrays):
-        """Validate one request's meaning; returns its batch key (or None: answer at once)."""
+        """Validate one request's meaning: (batch key, items), or None: answer at once."""
         op = header.get("op")
         if op in ("ping", "info"):
             return None
-        if op not in ("encode", "decode", "receive"):
-            raise BadRequest("unknown_op", f"unknown op {op!r} (ping, info, encode, decode, receive)")
+        if not isinstance(op, str) or op not in ARRAYS:
+            raise BadRequest("unknown_op", f"unknown op {op!r:.40} (ping, info, encode, decode, receive)")
         params = header.get("params", {})
         if not isinstance(params, dict):
             raise BadRequest("bad_params", "'params' must be an object")
-        snr = params.get("snr_db")
-        if not isinstance(snr, (int, float)) or isinstance(snr, bool) or not math.isfinite(snr):
-            raise BadRequest("bad_params", "'params.snr_db' must be a finite number")
+        snr = self._number(params, "snr_db")
         if op in ("encode", "decode"):
             model = header.get("model")
-            if not isinstance(model, str):
-                raise BadRequest("unknown_model", "'model' must be a model name")
-            if model not in self.models or "error" in self.models[model]:
-                raise BadRequest("unknown_model", f"unknown model {model!r}")
+            if not isinstance(model, str) or model not in self.models or "error" in self.models[model]:
+                raise BadRequest("unknown_model", f"unknown model {model!r:.80}")
             info = self.backend.info(model)
             h, w, c = info["image_shape"]
-            if op == "encode":
-                a = arrays.get("images")
-                if a is None or a.dtype != np.uint8 or a.ndim != 4 or a.shape[1:] != (h, w, c):
-                    raise BadRequest("bad_shape", f"encode {model} needs 'images' uint8 (N, {h}, {w}, {c})")
-            else:
-                a = arrays.get("latents")
-                if a is None or a.dtype != np.float32 or a.ndim != 2 or a.shape[1] != 2 * info["k"]:
-                    raise BadRequest("bad_shape", f"decode {model} needs 'latents' float32 (N, {2 * info['k']})")
+            a = arrays.get("images" if op == "encode" else "latents")
+            if op == "encode" and (set(arrays) != ARRAYS[op] or a.dtype != np.uint8 or a.ndim != 4
+                                   or a.shape[1:] != (h, w, c)):
+                raise BadRequest("bad_shape", f"encode {model} needs one array, 'images' uint8 (N, {h}, {w}, {c})")
+            if op == "decode" and (set(arrays) != ARRAYS[op] or a.dtype != np.float32 or a.ndim != 2
+                                   or a.shape[1] != 2 * info["k"]):
+                raise BadRequest("bad_shape", f"decode {model} needs one array, 'latents' float32 (N, {2 * info['k']})")
             if a.shape[0] < 1:
                 raise BadRequest("bad_shape", "empty batch")
-            return (op, model, float(snr))
-        if op == "receive":
-            from ..core.receivers import RECEIVERS, check_receiver
-            name = header.get("receiver")
-            if not isinstance(name, str) or name not in RECEIVERS:
-                raise BadRequest("unknown_receiver", f"unknown receiver {name!r}")
-            for key in ("noise_var", "signal_power", "interference_power"):
-                v = params.get(key)
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                    raise BadRequest("bad_params", f"'params.{key}' must be a finite number >= 0")
-            sinr = params.get("sinr_db", math.inf)
-            if not isinstance(sinr, (int, float)) or isinstance(sinr, bool) or math.isnan(sinr):
-                raise BadRequest("bad_params", "'params.sinr_db' must be a number")
-            from ..core.channel import CHANNEL_TYPES
-            if params.get("channel_type", "awgn") not in CHANNEL_TYPES:
-                raise BadRequest("bad_params", f"'params.channel_type' must be one of {CHANNEL_TYPES}")
-            seed = params.get("seed", 0)
-            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
-                raise BadRequest("bad_params", "'params.seed' must be an integer >= 0")
-            options = params.get("options", {})
-            try:
-                if not isinstance(options, dict):
-                    raise ValueError("'params.options' must be an object")
-                check_receiver(name, options)
-            except ValueError as exc:
-                raise BadRequest("bad_params", str(exc)) from None
-            x, w, h = arrays.get("xhat"), arrays.get("w"), arrays.get("h")
-            if (x is None or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] < 1 or x.shape[1] % 2
-                    or w is None or w.dtype != np.complex64 or w.shape != (x.shape[0], x.shape[1] // 2)
-                    or h is None or h.dtype != np.complex64 or h.shape != w.shape):
-                raise BadRequest("bad_shape", "receive needs 'xhat' float32 (N, 2k), 'w' and 'h' complex64 (N, k)")
-            return (op, name, json.dumps(params, sort_keys=True), x.shape[1])
+            return (op, model, float(snr)), a.shape[0]
+        from ..core.channel import CHANNEL_TYPES
+        from ..core.receivers import RECEIVERS
+        name = header.get("receiver")
+        if not isinstance(name, str) or name not in RECEIVERS:
+            raise BadRequest("unknown_receiver", f"unknown receiver {name!r:.80}")
+        for key in ("noise_var", "signal_power", "interference_power"):
+            self._number(params, key, low=0)
+        self._number(params, "sinr_db", math.inf, finite=False)
+        channel_type = params.get("channel_type", "awgn")
+        if not isinstance(channel_type, str) or channel_type not in CHANNEL_TYPES:
+            raise BadRequest("bad_params", f"'params.channel_type' must be one of {CHANNEL_TYPES}")
+        seed = params.get("seed", 0)
+        if not protocol.is_int(seed) or not 0 <= seed < 2 ** 63:
+            raise BadRequest("bad_params", "'params.seed' must be an integer >= 0")
+        options = params.get("options", {})
+        if not isinstance(options, dict):
+            raise BadRequest("bad_params", "'params.options' must be an object")
+        rec = RECEIVERS[name]
+        try:
+            nfe = rec.max_nfe(options, channel_type)
+        except ValueError as exc:
+            raise BadRequest("bad_params", str(exc)) from None
+        if nfe > self.max_nfe:  # checked before any work: one request must not hold every client up
+            raise BadRequest("too_costly", f"receiver {name!r} with these options costs up to {nfe} network "
+                                           f"evaluations per image; this server's cap is {self.max_nfe} (--max-nfe)")
+        x, w, h = arrays.get("xhat"), arrays.get("w"), arrays.get("h")
+        if (set(arrays) != ARRAYS[op] or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] < 1
+                or x.shape[1] < 2 or x.shape[1] % 2 or w.dtype != np.complex64 or w.shape != (x.shape[0], x.shape[1] // 2)
+                or h.dtype != np.complex64 or h.shape != w.shape):
+            raise BadRequest("bad_shape", "receive needs 'xhat' float32 (N, 2k), 'w' and 'h' complex64 (N, k)")
+        try:
+            rec.check_priors(channel_type, x.shape[1] // 2)
+        except ValueError as exc:  # no prior for this k: refused now rather than failing in the batch
+            raise BadRequest("bad_shape", str(exc)) from None
+        return (op, name, json.dumps(params, sort_keys=True), x.shape[1]), x.shape[0]
 
     def _run_batch(self, key, items):
+        """Run one batch (on the worker thread); [(route, reply frames)], one per request."""
         op = key[0]
         if op == "encode":
-            out = self.backend.encode(key[1], np.concatenate([a["images"] for _, _, a, _ in items]), key[2])
+            out = self.backend.encode(key[1], np.concatenate([r.arrays["images"] for r in items]), key[2])
             name, result = "latents", None
         elif op == "decode":
-            out = self.backend.decode(key[1], np.concatenate([a["latents"] for _, _, a, _ in items]), key[2])
+            out = self.backend.decode(key[1], np.concatenate([r.arrays["latents"] for r in items]), key[2])
             name, result = "images", None
         else:
             from ..core.channel import LinkPowers
             from ..core.receivers import LinkContext
             params = json.loads(key[2])
-            cat = lambda n: np.concatenate([a[n] for _, _, a, _ in items])
+            cat = lambda n: np.concatenate([r.arrays[n] for r in items])
             ctx = LinkContext(w=torch.from_numpy(cat("w")), h=torch.from_numpy(cat("h")),
                               powers=LinkPowers(params["signal_power"], params["noise_var"], params["interference_power"]),
                               snr_db=params["snr_db"], sinr_db=params.get("sinr_db", math.inf),
@@ -185,71 +295,118 @@ class InferenceServer:
                               seed=params.get("seed", 0))
             out = self.backend.receive(key[1], cat("xhat"), ctx)
             name, result = "latents", {"nfe": ctx.nfe}
-        start = 0
-        for route, header, arrays, _ in items:
-            n = len(next(iter(arrays.values())))
-            reply = {"ok": True, "id": header.get("id")}
+        replies, start = [], 0
+        for r in items:
+            reply = {"ok": True, "id": r.id}
             if result is not None:
                 reply["result"] = result
-            self._send(route, protocol.pack(reply, [(name, out[start:start + n])]))
-            start += n
+            replies.append((r.route, protocol.pack(reply, [(name, out[start:start + r.n])])))
+            start += r.n
+        return replies
 
-    # ------------------------------------------------------------------ loop
-    def _send(self, route, frames):
+    def _work(self):
+        """The worker thread: runs batches, hands the replies to the I/O thread."""
+        if self.threads:  # torch's thread count is applied per calling thread
+            torch.set_num_threads(self.threads)
+        wake = self.ctx.socket(zmq.PAIR)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self._wake_address)
         try:
-            self.sock.send_multipart(route + frames)
+            while (job := self._jobs.get()) is not None:
+                key, items = job
+                try:
+                    replies, failed = self._run_batch(key, items), False
+                except Exception as exc:  # a failing model must not end the server
+                    log.error("batch %s failed: %s", key[:2], exc)
+                    replies = [(r.route, protocol.error_reply(r.id, "internal", str(exc))) for r in items]
+                    failed = True
+                self._done.put((replies, failed))
+                try:
+                    wake.send(b"", zmq.NOBLOCK)
+                except zmq.Again:  # the I/O thread is behind on wake-ups: it drains the queue anyway
+                    pass
+        finally:
+            wake.close(0)
+
+    # ------------------------------------------------------------------ I/O thread
+    def _send(self, route, frames):
+        try:  # NOBLOCK: a client that does not read its replies must not stall the I/O thread
+            self.sock.send_multipart(route + frames, zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the client went away (or stopped reading): say so
+            self.stats["undelivered"] += 1
             log.warning("reply not delivered: %s", exc)
 
     def _handle(self, frames):
         # ROUTER prefix: the peer identity, plus an empty delimiter from REQ peers.
         route = frames[:2] if len(frames) > 1 and frames[1] == b"" else frames[:1]
         body = frames[len(route):]
+        if not body:  # nothing after the routing frames: not a request, nothing to answer
+            self.stats["dropped"] += 1
+            return
         self.stats["requests"] += 1
         request_id = None
         try:
             header, arrays = protocol.unpack(body, self.max_bytes)
             request_id = header.get("id")
-            key = self._check(header, arrays)
+            checked = self._check(header, arrays)
+            if checked is None:
+                result = {"pong": True, "protocol": protocol.VERSION.decode()} if header["op"] == "ping" \
+                    else self._info()
+                self._send(route, protocol.pack({"ok": True, "id": request_id, "result": result}))
+                return
         except (protocol.ProtocolError, BadRequest) as exc:
             self.stats["errors"] += 1
             self._send(route, protocol.error_reply(request_id, exc.code, str(exc)))
             return
-        if key is None:
-            op = header["op"]
-            result = {"pong": True, "protocol": protocol.VERSION.decode()} if op == "ping" else {
-                "protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
-                "cpu_threads": torch.get_num_threads(),
-                "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
-                "max_bytes": self.max_bytes, "models": self.models, "receivers": self._receivers_info(),
-                "priors": list_priors()}
-            self._send(route, protocol.pack({"ok": True, "id": request_id, "result": result}))
+        except Exception as exc:  # last resort: a bug costs this request, never the server
+            self.stats["errors"] += 1
+            self.stats["internal"] += 1
+            log.error("internal error on a request: %r", exc)
+            self._send(route, protocol.error_reply(request_id, "internal", f"internal error: {exc!r:.200}"))
             return
-        self.pending.setdefault(key, []).append((route, header, arrays, time.monotonic()))
+        key, n = checked
+        self.pending.setdefault(key, []).append(Request(route, request_id, arrays, n, time.monotonic()))
 
     def _flush(self, force=False):
+        """Hand ready batches to the worker: one at a time while serving, so requests that
+        arrive meanwhile join the next batch; everything when stopping (force)."""
         now = time.monotonic()
-        count = lambda item: len(next(iter(item[2].values())))  # items (images/latents) in a request
-        for key in list(self.pending):
-            items = self.pending[key]
-            if not (force or sum(map(count, items)) >= self.max_batch or now - items[0][3] >= self.max_wait):
-                continue
-            # Requests in arrival order, up to max_batch items per run (one request at least).
-            while items:
-                take, size = 0, 0
-                while take < len(items) and (take == 0 or size + count(items[take]) <= self.max_batch):
-                    size += count(items[take])
-                    take += 1
-                batch, items = items[:take], items[take:]
-                self.stats["batches"] += 1
-                try:
-                    self._run_batch(key, batch)
-                except Exception as exc:  # a failing model must not end the server
-                    self.stats["errors"] += 1
-                    log.error("batch %s failed: %s", key[:2], exc)
-                    for route, header, _, _ in batch:
-                        self._send(route, protocol.error_reply(header.get("id"), "internal", str(exc)))
-            del self.pending[key]
+        while self.pending and (force or not self._busy):
+            ready = [key for key, reqs in self.pending.items()
+                     if force or sum(r.n for r in reqs) >= self.max_batch or now - reqs[0].t >= self.max_wait]
+            if not ready:
+                return
+            key = min(ready, key=lambda k: self.pending[k][0].t)  # the longest waiting first
+            reqs = self.pending[key]
+            # Requests in arrival order, up to max_batch items per batch (one request at least).
+            take, size = 0, 0
+            while take < len(reqs) and (take == 0 or size + reqs[take].n <= self.max_batch):
+                size += reqs[take].n
+                take += 1
+            if take == len(reqs):
+                del self.pending[key]
+            else:
+                self.pending[key] = reqs[take:]
+            self._jobs.put((key, reqs[:take]))
+            self._busy += 1
+            self.stats["batches"] += 1
+
+    def _send_done(self):
+        while True:
+            try:
+                replies, failed = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._busy -= 1
+            self.stats["errors"] += len(replies) if failed else 0
+            for route, frames in replies:
+                self._send(route, frames)
+
+    def _wait_ms(self):
+        if self._busy or not self.pending:
+            return 100.0  # woken by a request or the worker; the timeout only checks _stop
+        oldest = min(reqs[0].t for reqs in self.pending.values())
+        return max(0.0, (oldest + self.max_wait - time.monotonic()) * 1000)
 
     def stop(self, *_):
         self._stop = True
@@ -257,65 +414,136 @@ class InferenceServer:
     def serve(self):
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
+        self._worker = threading.Thread(target=self._work, name="semcom-server-worker", daemon=True)
+        self._worker.start()
         log.info("serving on %s (device %s)", self.endpoint, self.backend.device)
-        while not self._stop:
-            wait = 100.0
-            if self.pending:
-                oldest = min(items[0][3] for items in self.pending.values())
-                wait = max(0.0, (oldest + self.max_wait - time.monotonic()) * 1000)
-            if poller.poll(wait):
-                for _ in range(4 * self.max_batch):  # take what has arrived, then run batches
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._handle(frames)
-            self._flush()
-        self._flush(force=True)
-        self.sock.close(0)
-        log.info("stopped after %d requests (%d errors, %d batches)", self.stats["requests"],
-                 self.stats["errors"], self.stats["batches"])
+        try:
+            while not self._stop:
+                events = dict(poller.poll(self._wait_ms()))
+                if self._wake in events:
+                    while self._wake.poll(0):
+                        self._wake.recv()
+                self._send_done()
+                if self.sock in events:
+                    for _ in range(4 * self.max_batch):  # take what has arrived, then hand out batches
+                        try:
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._handle(frames)
+                self._flush()
+            self._flush(force=True)
+        finally:
+            self._jobs.put(None)
+            self._worker.join()
+            self._send_done()
+            self.close()
+        log.info("stopped after %d requests (%d errors, %d internal, %d batches, %d dropped)",
+                 self.stats["requests"], self.stats["errors"], self.stats["internal"],
+                 self.stats["batches"], self.stats["dropped"])
+
+    def close(self):
+        for sock in (self.sock, self._wake):
+            if sock is not None:
+                sock.close(0)
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
 
 
 def load_curve_keys(path):
     """(public, secret) from a key file written by --gen-keys (zmq.auth format)."""
-    import zmq.auth
-    public, secret = zmq.auth.load_certificate(str(path))
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except Exception as exc:  # missing, unreadable, not a key file, bad Z85
+        raise ValueError(f"--curve-secret-key {path}: cannot read a key ({exc})") from None
     if secret is None:
-        raise ValueError(f"{path}: no secret key in this file")
+        raise ValueError(f"--curve-secret-key {path}: no secret key in this file (give the .key_secret file)")
     return public, secret
 
 
+def load_client_keys(directory):
+    """The allow-list of client public keys: the *.key files in `directory`."""
+    try:
+        keys = zmq.auth.load_certificates(str(directory))
+    except Exception as exc:
+        raise ValueError(f"--curve-clients {directory}: cannot read the client keys ({exc})") from None
+    if not keys:
+        raise ValueError(f"--curve-clients {directory}: no client public keys (*.key files) there")
+    return keys
+
+
+def gen_keys(directory) -> list:
+    """Write server and client key pairs into `directory` (and the client's public key into
+    DIR/clients/, an allow-list for --curve-clients); secret key files get mode 0600 and a
+    directory created here 0700. Existing keys are never overwritten."""
+    d = Path(directory)
+    names = [d / f"{n}.key{s}" for n in ("server", "client") for s in ("", "_secret")]
+    names.append(d / "clients" / "client.key")
+    for p in names:
+        if p.exists():
+            raise ValueError(f"--gen-keys: {p} exists; not overwriting keys")
+    old = os.umask(0o077)  # secret files are created private, not chmod-ed after a window
+    try:
+        if not d.exists():
+            d.mkdir(parents=True, mode=0o700)
+            d.chmod(0o700)
+        (d / "clients").mkdir(exist_ok=True)
+        for name in ("server", "client"):
+            public, secret = zmq.auth.create_certificates(str(d), name)
+            os.chmod(secret, 0o600)
+            os.chmod(public, 0o644)
+        shutil.copyfile(d / "client.key", d / "clients" / "client.key")
+        os.chmod(d / "clients" / "client.key", 0o644)
+    finally:
+        os.umask(old)
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like start-up errors (--help stays full)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="semcom_server", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="semcom_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND})")
     ap.add_argument("--device", default="", help=f"torch device (default: {default_device()})")
-    ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--max-wait-ms", type=float, default=2.0)
-    ap.add_argument("--max-bytes", type=int, default=64 << 20)
+    ap.add_argument("--max-batch", type=int, default=16, help="most items (images, latents) per batch (default 16)")
+    ap.add_argument("--max-wait-ms", type=float, default=2.0,
+                    help="how long a request waits for others to batch with (default 2 ms)")
+    ap.add_argument("--max-bytes", type=int, default=64 << 20, help="largest request in bytes (default 64 MiB)")
+    ap.add_argument("--max-nfe", type=int, default=DEFAULT_MAX_NFE,
+                    help=f"most network evaluations per image one receive may cost (default {DEFAULT_MAX_NFE})")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default 0: one per core); fewer leave cores to a flowgraph")
     ap.add_argument("--curve-secret-key", default="", help="CurveZMQ server key file (from --gen-keys)")
+    ap.add_argument("--curve-clients", default="", metavar="DIR",
+                    help="directory of the public keys (*.key) of the clients let in")
+    ap.add_argument("--curve-allow-any", action="store_true",
+                    help="with --curve-secret-key: encrypt but let any client key in")
     ap.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without encryption")
     ap.add_argument("--gen-keys", default="", metavar="DIR",
                     help="write server and client CurveZMQ key pairs into DIR and exit")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.gen_keys:
-        import zmq.auth
-        d = Path(args.gen_keys)
-        d.mkdir(parents=True, exist_ok=True)
-        for name in ("server", "client"):
-            zmq.auth.create_certificates(str(d), name)
-        print(f"wrote {d}/server.key(_secret) and {d}/client.key(_secret)")
-        return 0
     try:
+        if args.gen_keys:
+            gen_keys(args.gen_keys)
+            print(f"wrote {args.gen_keys}/server.key(_secret), {args.gen_keys}/client.key(_secret) "
+                  f"and {args.gen_keys}/clients/client.key")
+            return 0
         keys = load_curve_keys(args.curve_secret_key) if args.curve_secret_key else None
-        server = InferenceServer(args.bind, args.device, args.max_batch, args.max_wait_ms,
-                                 args.max_bytes, keys, args.insecure, threads=args.threads)
+        server = InferenceServer(args.bind, args.device, args.max_batch, args.max_wait_ms, args.max_bytes,
+                                 keys, args.insecure, threads=args.threads, max_nfe=args.max_nfe,
+                                 curve_clients=args.curve_clients or None, curve_allow_any=args.curve_allow_any)
     except (ValueError, OSError, zmq.ZMQError) as exc:
-        ap.error(str(exc))
+        ap.exit(2, f"{ap.prog}: error: {exc}\n")
+    if keys and os.stat(args.curve_secret_key).st_mode & 0o077:  # after start-up: errors stay one line
+        log.warning("%s: the secret key is readable by others; chmod 600 it", args.curve_secret_key)
     signal.signal(signal.SIGINT, server.stop)
     signal.signal(signal.SIGTERM, server.stop)
     print(f"semcom_server: serving on {server.endpoint}", flush=True)

@@ -5,7 +5,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 
 from .client import BackendUnavailable, ServerBackend
 
@@ -33,15 +35,21 @@ def spawn_server(device: str = "", startup_timeout: float = 120.0, extra_args=()
     if device:
         cmd += ["--device", device]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+                            stderr=subprocess.PIPE, text=True, errors="replace", preexec_fn=_die_with_parent)
+    # Read stderr all along: a pipe nobody reads fills up and blocks the server's next log line.
+    # The last lines are kept for the error message.
+    proc.stderr_tail = deque(maxlen=20)
+    reader = threading.Thread(target=_drain, args=(proc.stderr, proc.stderr_tail), daemon=True)
+    reader.start()
     client = ServerBackend(address, timeout=1.0, **client_kwargs)
     deadline = time.monotonic() + startup_timeout
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err = proc.stderr.read().strip().splitlines()
+                reader.join(5)  # the child is gone: its stderr ends soon
+                lines = [line for line in proc.stderr_tail if line.strip()]
                 raise RuntimeError(f"the inference server exited with status {proc.returncode}: "
-                                   f"{err[-1] if err else 'no message'}")
+                                   f"{lines[-1].strip() if lines else 'no message'}")
             try:
                 client.ping()
                 return address, proc
@@ -53,6 +61,11 @@ def spawn_server(device: str = "", startup_timeout: float = 120.0, extra_args=()
         raise
     finally:
         client.close()
+
+
+def _drain(stream, tail):
+    for line in stream:
+        tail.append(line)
 
 
 def stop_server(proc, timeout: float = 10.0):

@@ -1,0 +1,26 @@
+"""What every command-line app of the module shares: one-line argument errors and Ctrl-C."""
+
+import argparse
+import sys
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with errors as one line, "PROG: error: MESSAGE", and exit status 2 (the
+    usage block is noise in a log; --help still prints all of it). Raw description text."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_main(main, what: str = "nothing was written"):
+    """sys.exit(main()), with Ctrl-C as one line and exit status 130 (the shell's convention)."""
+    prog = argparse.ArgumentParser().prog
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {what}", file=sys.stderr)
+        sys.exit(130)
