@@ -312,31 +312,24 @@ def write_results(out, rows, receivers, channels, sinrs, samples, images, models
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     sinrs = sorted(set(sinrs))  # numeric order in every legend; inf (no interferer) last
-    same_sinr = lambda r, sinr: r["sinr_db"] is None if math.isinf(sinr) else r["sinr_db"] == sinr
     for channel in channels:
         cbr = models[channel][2]
         for metric, label in (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM")):
+            # {(receiver, sinr): (SNRs, values)}: the curves, for both kinds of plot.
+            curves = {}
+            for r in rows:
+                if r["channel"] == channel:
+                    sinr = math.inf if r["sinr_db"] is None else r["sinr_db"]
+                    x, y = curves.setdefault((r["receiver"], sinr), ([], []))
+                    x.append(r["snr_db"])
+                    y.append(r[metric])
             name = metric.split("_")[0]
-            panels = {}
-            for sinr in sinrs:
-                curves = {}
-                for receiver in receivers:
-                    sel = [r for r in rows if r["receiver"] == receiver and r["channel"] == channel
-                           and same_sinr(r, sinr)]
-                    if sel:
-                        curves[receiver] = ([r["snr_db"] for r in sel], [r[metric] for r in sel])
-                if curves:
-                    panels[sinr_label(sinr)] = curves
-            save_metric_panels(panels, out / f"compare_{name}_{channel}.png", label,
-                               f"receivers compared, {channel}, CBR {cbr:.4f}, {dataset}")
+            panels = {sinr_label(i): {rx: curves[rx, i] for rx in receivers if (rx, i) in curves} for i in sinrs}
+            save_metric_panels({k: v for k, v in panels.items() if v}, out / f"compare_{name}_{channel}.png",
+                               label, f"receivers compared, {channel}, CBR {cbr:.4f}, {dataset}")
             for receiver in receivers:
-                curves = {}
-                for sinr in sinrs:
-                    sel = [r for r in rows if r["receiver"] == receiver and r["channel"] == channel
-                           and same_sinr(r, sinr)]
-                    if sel:
-                        curves[sinr_label(sinr)] = ([r["snr_db"] for r in sel], [r[metric] for r in sel])
-                save_metric_plot(curves, out / f"{name}_{receiver}_{channel}.png", label,
+                save_metric_plot({sinr_label(i): curves[receiver, i] for i in sinrs if (receiver, i) in curves},
+                                 out / f"{name}_{receiver}_{channel}.png", label,
                                  f"{receiver}, {channel}, CBR {cbr:.4f}, {dataset}")
     for channel, by_point in samples.items():
         # Operating points where every receiver delivered every image, evenly thinned to fit.

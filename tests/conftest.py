@@ -23,3 +23,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def rng():
     import numpy as np
     return np.random.default_rng(1234)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end run (a subprocess, a whole flowgraph, a spawned "
+                                       "server); `pytest -m 'not slow'` is the quick loop, CI runs everything")

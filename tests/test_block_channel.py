@@ -36,6 +36,7 @@ def unit(n, seed):
     return ((r.standard_normal(n) + 1j * r.standard_normal(n)) / math.sqrt(2)).astype(np.complex64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channel_type, coherence", [("awgn", 1), ("rayleigh", 1), ("rayleigh", 64)])
 @pytest.mark.parametrize("snr_db, sinr_db", [(10.0, math.inf), (20.0, 5.0), (3.0, 0.0)])
 def test_empirical_snr_sinr_match_core(channel_type, coherence, snr_db, sinr_db):

@@ -238,6 +238,7 @@ def test_latent_dit_shapes_tokens_and_a_few_training_steps():
     assert sum(losses[-20:]) / 20 < 0.8 * sum(losses[:20]) / 20
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "cifar10_train_batch1.npz").is_file(),
                     reason=f"{DATA}/cifar10_train_batch1.npz not available")
 def test_train_prior_command_end_to_end(tmp_path):

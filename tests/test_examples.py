@@ -34,6 +34,7 @@ def test_examples_exist():
     assert any(generate_options(p) == "qt_gui" for p in EXAMPLES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_compiles_and_runs(path, tmp_path):
     script = compile_grc(path, tmp_path)
@@ -55,6 +56,7 @@ def test_example_compiles_and_runs(path, tmp_path):
             proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("receiver", ["cddm", "icdm"])
 def test_image_link_example_with_a_diffusion_receiver(receiver, tmp_path):
     """The same no-GUI image-link flowgraph with the receiver chosen on its command line."""
@@ -111,6 +113,7 @@ print("STATE " + json.dumps(state))
 EXPECTED_GUI_STATE = [(10, 10), (3, 3), (3, 3), (15, 15), (15, 5)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, cls_args, count_expr", [
     ("image_link_gui", {"receiver": "cddm"}, "len(tb.sink.received)"),
     ("link_gaussian_gui", {}, "tb.received.num_messages()"),
@@ -196,6 +199,7 @@ metadata: {file_format: 1, grc_version: 3.10.5.1}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("cmake") and shutil.which("g++")), reason="needs cmake and g++")
 def test_cpp_flowgraph_builds_and_runs(tmp_path):
     """grcc's C++ output of the C++ blocks (GNU Radio's dev files and this module's installed
@@ -231,6 +235,7 @@ def printed_json(stdout):
     return json.loads("\n".join(lines[start:]))
 
 
+@pytest.mark.slow
 def test_nogui_examples_take_options_and_print_their_summary(tmp_path):
     script = compile_grc(REPO / "grc" / "examples" / "image_link_nogui.grc", tmp_path)
     res = subprocess.run([sys.executable, str(script), "--snr", "12", "--sinr", "inf", "--channel", "rayleigh",

@@ -298,6 +298,7 @@ def test_icdm_canceller_bad_construction():
 PRIORS = [(role, channel) for role in ("user", "interferer") for channel in ("awgn", "rayleigh")]
 
 
+@pytest.mark.slow
 @needs_cifar10
 @pytest.mark.parametrize("role, channel", PRIORS, ids=[f"{r}_{c}" for r, c in PRIORS])
 def test_shipped_prior_has_provenance_and_beats_the_gaussian_reference(role, channel):
@@ -328,6 +329,7 @@ def test_shipped_prior_has_provenance_and_beats_the_gaussian_reference(role, cha
     assert loss < S.alphas_cumprod.mean().item() * 0.97
 
 
+@pytest.mark.slow
 @needs_cifar10
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
 def test_icdm_lowers_latent_mse_versus_mmse_on_cifar10(channel):

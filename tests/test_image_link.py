@@ -41,6 +41,7 @@ def run_messages(block, port_msgs, out_port="pdus", wait_for=None, timeout=20):
     return [dbg.get_message(i) for i in range(dbg.num_messages())]
 
 
+@pytest.mark.slow
 def test_image_source_emits_ids_in_order_and_reverse():
     data = load_dataset("sample").images
     for order, expect in (("forward", [0, 1, 2]), ("reverse", [31, 30, 29])):
@@ -107,6 +108,7 @@ def gr_engine(n, channel, snr, sinr, user, interferer, seed=0, receiver="mmse"):
     return tb.sink.summary()
 
 
+@pytest.mark.slow
 @needs_cifar10
 @pytest.mark.parametrize("channel, snr, sinr", [("awgn", 10.0, math.inf), ("awgn", 10.0, 5.0),
                                                 ("rayleigh", 10.0, 5.0)])
@@ -124,6 +126,7 @@ def test_engines_agree(channel, snr, sinr):
     assert s["latent_mse_db"] == pytest.approx(metrics.db_mean(res.latent_mse_db), abs=0.3)
 
 
+@pytest.mark.slow
 @needs_cifar10
 @pytest.mark.parametrize("receiver", ["cddm", "icdm"])
 def test_engines_agree_with_a_diffusion_receiver(receiver):

@@ -1,6 +1,8 @@
 """apps/run_link.py: outputs, JSON lines, and one clear line for every bad argument."""
 
 import csv
+import functools
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +20,23 @@ def run(*args, cwd=None):
                           text=True, timeout=600, cwd=cwd)
 
 
+@functools.lru_cache(maxsize=None)
+def run_link_module():
+    spec = importlib.util.spec_from_file_location("run_link_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(capsys, *args):
+    """(exit status, stderr) of run_link's main() on an argument error: the checks of a
+    subprocess run without the second of importing torch and GNU Radio each time."""
+    with pytest.raises(SystemExit) as exc:
+        run_link_module().main(["--no-progress", *args])
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_batch_run_writes_everything(tmp_path):
     out = tmp_path / "out"
     res = run("--dataset", "sample", "--images", "16", "--engine", "batch", "--channel", "awgn,rayleigh",
@@ -65,29 +84,45 @@ def test_batch_run_writes_everything(tmp_path):
     (["--sinr", "0", "--interferer-model", "jscc_interferer_awgn_k256"], "must share the channel"),
     (["--seed", "-1"], "--seed >= 0"),
     (["--receiver", "mmse,mmse"], "listed twice"),
-    (["--receiver", "icdm", "--k", "256", "--server", "auto"], "does not have"),
 ])
-def test_bad_arguments_one_line_exit_2_nothing_written(tmp_path, args, message):
+def test_bad_arguments_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "out"
-    res = run(*args, "--out", str(out))
-    assert res.returncode == 2
-    lines = [l for l in res.stderr.splitlines() if l.startswith("run_link.py: error")]
-    assert len(lines) == 1 and message in lines[0], res.stderr
-    assert "usage:" not in res.stderr and "Traceback" not in res.stderr, res.stderr  # one line, not the usage block
+    status, stderr = run_in_process(capsys, *args, "--out", str(out))
+    assert status == 2
+    lines = [l for l in stderr.splitlines() if l.startswith("run_link.py: error")]
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert "usage:" not in stderr, stderr  # one line, not the usage block
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["--snr", "ten"], "not a dB value"),
+    (["--receiver", "icdm", "--k", "256", "--server", "auto"], "does not have"),  # the server's priors
+])
+def test_bad_arguments_from_the_command_line(tmp_path, args, message):
+    out = tmp_path / "out"
+    res = run(*args, "--out", str(out))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("run_link.py: error") and message in res.stderr, \
+        res.stderr  # one line: no usage block, no traceback
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
 def test_empty_out_is_refused_and_writes_nothing_here(tmp_path):
     res = run("--out", "", cwd=tmp_path)
     assert res.returncode == 2 and res.stderr.strip() == "run_link.py: error: --out must name a directory"
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_help_is_still_the_full_text():
     res = run("--help")
     assert res.returncode == 0 and "usage:" in res.stdout and "--receiver-options" in res.stdout
 
 
+@pytest.mark.slow
 def test_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -95,6 +130,7 @@ def test_unwritable_out(tmp_path):
     assert res.returncode == 2 and "not a writable directory" in res.stderr
 
 
+@pytest.mark.slow
 def test_diffusion_receivers_on_both_engines(tmp_path):
     """cddm and icdm run end to end on both engines; options reach the receiver (NFE)."""
     for engine in ("batch", "gnuradio"):
@@ -107,6 +143,7 @@ def test_diffusion_receivers_on_both_engines(tmp_path):
         assert all(r["images"] == 4 and r["lost"] == 0 for r in rows.values())
 
 
+@pytest.mark.slow
 def test_rows_record_what_reproduces_them_files_are_0644_and_stale_plots_go(tmp_path):
     """Every row names its receiver's resolved options, channel, coherence, SNR/SINR, models,
     k, seed, engine, server and version; a rerun into the same --out leaves none of an earlier
@@ -171,6 +208,7 @@ def _interrupt_after_first_row(args, tmp_path):
     return proc, stdout, stderr, [int(p) for p in children], out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine, server", [("gnuradio", ""), ("gnuradio", "auto"), ("batch", "auto")])
 def test_ctrl_c_stops_the_whole_run_exit_130_nothing_written(tmp_path, engine, server):
     import os
@@ -217,6 +255,7 @@ def failing_server(in_thread_server):
     return server.endpoint
 
 
+@pytest.mark.slow
 def test_a_sweep_above_the_servers_nfe_cap_is_refused_before_any_work(tmp_path, in_thread_server):
     server = in_thread_server(max_nfe=10)
     res = run("--receiver", "icdm", "--sinr", "0", "--receiver-options", "steps=6", "--server", server.endpoint,
@@ -225,6 +264,7 @@ def test_a_sweep_above_the_servers_nfe_cap_is_refused_before_any_work(tmp_path, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["batch", "gnuradio"])
 def test_a_run_that_loses_every_image_exits_1_with_the_first_error(tmp_path, failing_server, engine):
     res = run("--dataset", "sample", "--images", "4", "--engine", engine, "--server", failing_server,

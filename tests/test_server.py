@@ -38,6 +38,7 @@ def rss_kb(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
 
 
+@pytest.mark.slow
 def test_side_process_equals_in_process(server):
     client, local = ServerBackend(server[0]), LocalBackend("cpu")
     imgs = load_dataset("sample").images[:8]
@@ -362,6 +363,7 @@ def test_fuzz_1000_malformed_requests_then_still_serving(server):
         client.encode("nope", load_dataset("sample").images[:1], 5.0)
 
 
+@pytest.mark.slow
 def test_client_times_out_on_a_dead_server_and_resumes_after_restart():
     address, proc = spawn_server("cpu")
     client = ServerBackend(address, timeout=1.0)
@@ -389,6 +391,7 @@ def test_client_times_out_on_a_dead_server_and_resumes_after_restart():
         stop_server(proc)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_finishes_reports_losses_leaves_no_process(tmp_path):
     points = 6
     app = [sys.executable, str(REPO / "apps" / "run_link.py"), "--no-progress", "--no-lpips", "--json",
@@ -416,6 +419,7 @@ def test_kill_9_mid_run_finishes_reports_losses_leaves_no_process(tmp_path):
         os.kill(server_pid, 0)  # gone, and reaped: no orphan left behind
 
 
+@pytest.mark.slow
 def test_eight_concurrent_clients_soak(server):
     address, proc = server
     imgs = load_dataset("sample").images
@@ -454,6 +458,7 @@ def test_eight_concurrent_clients_soak(server):
     assert growth < 0.10, f"server memory grew {growth:.1%}"
 
 
+@pytest.mark.slow
 def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
     with pytest.raises(ValueError, match="CurveZMQ"):
         InferenceServer("tcp://0.0.0.0:5557")  # refused before anything is bound
@@ -543,6 +548,7 @@ def test_receive_over_the_nfe_cap_is_refused_at_once(server):
         capped.close()
 
 
+@pytest.mark.slow
 def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
     """Each start-up problem: exit status 2 and one line naming it, no traceback, no usage."""
     import torch
@@ -584,6 +590,7 @@ def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
         assert match in err, (args, err)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly():
     address, proc = spawn_server("cpu")
     proc.send_signal(signal.SIGTERM)
