@@ -150,6 +150,12 @@ def main(argv=None):
             raise ValueError("--images must be >= 0, --coherence >= 1 and --seed >= 0")
         if not args.out.strip():
             raise ValueError("--out must name a directory")
+        points = [(c, s, i) for c in channels for s in snrs for i in sinrs if math.isinf(i) or i <= s]
+        if not points:
+            raise ValueError("no operating point with SINR <= SNR")
+        if args.device:
+            from gnuradio.semcom.inference.server import check_device
+            check_device(args.device)  # "cuda" without CUDA: one line now, not a failure per image
         data = load_dataset(args.dataset)
         images = data.images if args.images == 0 else data.images[:args.images]
         if args.images > len(data.images):
@@ -212,12 +218,9 @@ def main(argv=None):
     except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
 
-    points = [(c, s, i) for c in channels for s in snrs for i in sinrs if math.isinf(i) or i <= s]
     skipped = len(channels) * len(snrs) * len(sinrs) - len(points)
     if skipped:
         print(f"run_link.py: skipping {skipped} point(s) with SINR > SNR", file=sys.stderr)
-    if not points:
-        ap.error("no operating point with SINR <= SNR")
 
     from tqdm import tqdm
     from gnuradio.semcom.core import metrics
@@ -296,20 +299,25 @@ def main(argv=None):
 
 
 def write_results(out, rows, receivers, channels, sinrs, samples, images, models, dataset):
-    """Results, plots and grids, all at the end and atomically; an earlier run's files of
-    these names go first, so that none is left beside the new results."""
+    """Results, plots and grids, all at the end, each file atomically; then an earlier run's
+    files of these kinds that this run did not rewrite go, so that none stays beside the new
+    results (an interruption before then leaves the earlier run's files whole)."""
     from gnuradio.semcom.core.plots import (save_metric_panels, save_metric_plot, save_receiver_grid,
                                             sinr_label, write_text_atomic)
-    for pattern in OUTPUT_PATTERNS:
-        for old in out.glob(pattern):
-            old.unlink()
+    earlier = {p for pattern in OUTPUT_PATTERNS for p in out.glob(pattern)}
+    written = set()
+
+    def path(name):
+        written.add(out / name)
+        return out / name
+
     fields = list(rows[0])
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()} for r in rows)
-    write_text_atomic(out / "results.csv", buf.getvalue())
-    write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(path("results.csv"), buf.getvalue())
+    write_text_atomic(path("results.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
 
     sinrs = sorted(set(sinrs))  # numeric order in every legend; inf (no interferer) last
     for channel in channels:
@@ -325,11 +333,11 @@ def write_results(out, rows, receivers, channels, sinrs, samples, images, models
                     y.append(r[metric])
             name = metric.split("_")[0]
             panels = {sinr_label(i): {rx: curves[rx, i] for rx in receivers if (rx, i) in curves} for i in sinrs}
-            save_metric_panels({k: v for k, v in panels.items() if v}, out / f"compare_{name}_{channel}.png",
+            save_metric_panels({k: v for k, v in panels.items() if v}, path(f"compare_{name}_{channel}.png"),
                                label, f"receivers compared, {channel}, CBR {cbr:.4f}, {dataset}")
             for receiver in receivers:
                 save_metric_plot({sinr_label(i): curves[receiver, i] for i in sinrs if (receiver, i) in curves},
-                                 out / f"{name}_{receiver}_{channel}.png", label,
+                                 path(f"{name}_{receiver}_{channel}.png"), label,
                                  f"{receiver}, {channel}, CBR {cbr:.4f}, {dataset}")
     for channel, by_point in samples.items():
         # Operating points where every receiver delivered every image, evenly thinned to fit.
@@ -341,7 +349,9 @@ def write_results(out, rows, receivers, channels, sinrs, samples, images, models
         n = max(1, min(3, GRID_ROWS // len(full), len(images)))
         blocks = [(f"SNR {snr:g} dB\n{sinr_label(sinr)}", images[:n],
                    {r: by_point[(snr, sinr)][r][:n] for r in receivers}) for snr, sinr in full]
-        save_receiver_grid(blocks, out / f"grid_{channel}.png")
+        save_receiver_grid(blocks, path(f"grid_{channel}.png"))
+    for stale in earlier - written:
+        stale.unlink()
 
 
 def print_table(rows, out):

@@ -104,14 +104,24 @@ void fading_interference_channel_cc_impl::update_powers(double snr_db,
     d_noise_amp = static_cast<float>(std::sqrt(p.noise_var / 2.0));
 }
 
+// The setters serve GUI callbacks, where an exception aborts the application: a value that
+// is no dB (NaN, -inf) is logged and the old values stay, as for a bad cmd message.
 void fading_interference_channel_cc_impl::set_snr_db(double snr_db)
 {
-    update_powers(snr_db, d_asked_sinr_db, true);
+    try {
+        update_powers(snr_db, d_asked_sinr_db, true);
+    } catch (const std::exception& e) {
+        d_logger->error("SNR ignored: {}", e.what());
+    }
 }
 
 void fading_interference_channel_cc_impl::set_sinr_db(double sinr_db)
 {
-    update_powers(d_snr_db, sinr_db, true);
+    try {
+        update_powers(d_snr_db, sinr_db, true);
+    } catch (const std::exception& e) {
+        d_logger->error("SINR ignored: {}", e.what());
+    }
 }
 
 void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)

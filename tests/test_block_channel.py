@@ -103,9 +103,10 @@ def test_runtime_setters_and_cmd_port():
     assert ch.snr_db() == 10.0 and ch.noise_var() == pytest.approx(0.1)
     y, *_ = run_channel(ch, z, z)
     assert np.mean(np.abs(y) ** 2) == pytest.approx(0.1, rel=0.02)
-    with pytest.raises(ValueError):
-        ch.set_sinr_db(float("nan"))
-    assert ch.sinr_db() == math.inf  # unchanged by the failed call
+    for bad in (float("nan"), -math.inf):  # logged and ignored: a GUI callback must never raise
+        ch.set_sinr_db(bad)
+        ch.set_snr_db(bad)
+    assert (ch.snr_db(), ch.sinr_db(), ch.noise_var()) == (10.0, math.inf, pytest.approx(0.1))
 
     # The "cmd" message port changes SNR/SINR while the flowgraph runs; bad commands are ignored.
     tb = gr.top_block()

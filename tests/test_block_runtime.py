@@ -86,6 +86,11 @@ def test_setters_never_raise_on_garbage(value):
     assert (rx.point.snr_db, rx.point.sinr_db, tx.encoder.snr_db) == (10.0, 5.0, 10.0)
     assert (rx.canceller.snr_db, rx.canceller.sinr_db) == (10.0, 5.0)
     assert (rx.to_pdu.merge.snr_db, rx.to_pdu.merge.sinr_db) == (10.0, 5.0)
+    if isinstance(value, float):  # the C++ channel takes doubles (a slider's values)
+        ch = semcom.fading_interference_channel_cc("awgn", 1, 10.0, 5.0, 1.0, 0)
+        ch.set_snr_db(value)
+        ch.set_sinr_db(value)
+        assert (ch.snr_db(), ch.sinr_db()) == (10.0, 5.0)
 
 
 def test_construction_still_rejects_sinr_above_snr():
@@ -182,7 +187,8 @@ def test_sink_records_what_reproduces_the_run_with_normal_permissions(tmp_path):
     run = summary["run"]
     assert run["receiver_options"] == check_receiver("icdm").options({"steps": "7"}, "rayleigh")
     assert run["receiver_options"]["steps"] == 7 and "zeta_x" in run["receiver_options"]
-    assert run["sinr_db"] is None and run["server"] is None  # no interferer; in-process
+    assert run["sinr_db"] is None and run["interferer_model"] is None  # no interferer, as run_link says
+    assert run["server"] is None  # in-process
     assert {k: run[k] for k in ("channel", "coherence", "snr_db", "seed", "k")} == \
         {"channel": "rayleigh", "coherence": 4, "snr_db": 20.0, "seed": 3, "k": 512}
     from gnuradio.semcom.core.version import __version__

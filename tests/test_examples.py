@@ -251,7 +251,7 @@ def test_nogui_examples_take_options_and_print_their_summary(tmp_path):
     assert {k: run[k] for k in ("receiver", "channel", "coherence", "snr_db", "sinr_db", "seed", "k",
                                 "user_model", "interferer_model", "server", "images_requested")} == {
         "receiver": "cddm", "channel": "rayleigh", "coherence": 8, "snr_db": 12.0, "sinr_db": None, "seed": 4,
-        "k": 512, "user_model": "jscc_user_rayleigh_k512", "interferer_model": "jscc_interferer_awgn_k512",
+        "k": 512, "user_model": "jscc_user_rayleigh_k512", "interferer_model": None,  # none sent
         "server": None, "images_requested": 6}
     assert run["receiver_options"]["steps"] == 2 and "order" in run["receiver_options"]  # resolved
     assert run["version"]

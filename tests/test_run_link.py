@@ -84,6 +84,8 @@ def test_batch_run_writes_everything(tmp_path):
     (["--sinr", "0", "--interferer-model", "jscc_interferer_awgn_k256"], "must share the channel"),
     (["--seed", "-1"], "--seed >= 0"),
     (["--receiver", "mmse,mmse"], "listed twice"),
+    (["--device", "potato"], "--device"),
+    (["--device", "cuda:7"], "--device"),  # no such CUDA device here (none at all on CI)
 ])
 def test_bad_arguments_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -199,22 +201,32 @@ def _interrupt_after_first_row(args, tmp_path):
         first = proc.stdout.readline()
         assert first, proc.communicate()[1][-2000:]
         time.sleep(0.5)
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                    text=True).stdout.split()]
+        # A side process outside the terminal's process group: Ctrl-C reaches run_link alone,
+        # which answers it by stopping its flowgraph and then the server.
+        assert all(os.getpgid(pid) != proc.pid for pid in children)
         os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
         stdout, stderr = proc.communicate(timeout=120)
+        seconds = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
-    return proc, stdout, stderr, [int(p) for p in children], out
+    return proc, stdout, stderr, children, out, seconds
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine, server", [("gnuradio", ""), ("gnuradio", "auto"), ("batch", "auto")])
+@pytest.mark.parametrize("engine, server", [("gnuradio", ""), ("gnuradio", "auto"), ("batch", ""), ("batch", "auto")])
 def test_ctrl_c_stops_the_whole_run_exit_130_nothing_written(tmp_path, engine, server):
     import os
-    args = ["--engine", engine] + (["--server", server] if server else [])
-    proc, stdout, stderr, children, out = _interrupt_after_first_row(args, tmp_path)
+    # A reply lost to the interrupt would hold the stop for the whole server timeout: make
+    # that 30 s, so that a stop within 15 s shows that nothing waited for it.
+    args = ["--engine", engine, "--server-timeout", "30"] + (["--server", server] if server else [])
+    proc, stdout, stderr, children, out, seconds = _interrupt_after_first_row(args, tmp_path)
     assert proc.returncode == 130, stderr[-2000:]
+    assert seconds < 15, f"Ctrl-C took {seconds:.1f} s to stop the run"
+    assert "BackendUnavailable" not in stderr  # nothing was cut off from the server
     assert "interrupted; no results written" in stderr
     assert stdout == ""  # no further operating point after the interrupt
     assert not any(out.iterdir())

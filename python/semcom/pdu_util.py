@@ -329,7 +329,8 @@ def run_record(run_info):
     receiver_options, channel, coherence, snr_db, sinr_db, user_model, interferer_model, k,
     seed, server, dataset, ...) with the receiver's options resolved against its defaults
     (those of `prior_channel`, else `channel`), an infinite SINR as null (no interferer, as
-    run_link writes it), an empty server as null, and the module's version and git commit.
+    run_link writes it; the interferer model then null too), an empty server as null, and the
+    module's version and git commit.
     ValueError for an unknown receiver or bad options."""
     run = dict(run_info or {})
     if run.get("receiver"):
@@ -339,6 +340,8 @@ def run_record(run_info):
         run["receiver_options"] = check_receiver(run["receiver"]).options(given, channel)
     if "sinr_db" in run and run["sinr_db"] is not None and math.isinf(float(run["sinr_db"])):
         run["sinr_db"] = None
+        if "interferer_model" in run:
+            run["interferer_model"] = None  # none sent, as run_link records it
     if "server" in run:
         run["server"] = run["server"] or None
     run.update(version=__version__, commit=build_commit())

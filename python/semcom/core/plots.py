@@ -75,7 +75,7 @@ def save_metric_plot(curves: Dict[str, Tuple[List[float], List[float]]], path, y
 def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float]]]], path, ylabel: str,
                        title: str):
     """One panel per {panel title: {line label: (snr_db list, values)}}, side by side with a
-    shared y axis; None values are left out of a line."""
+    shared y axis; each line in SNR order, None values left out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -83,7 +83,7 @@ def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float
     fig, axes = plt.subplots(1, len(panels), figsize=(0.4 + 4.8 * len(panels), 3.6), squeeze=False, sharey=True)
     for ax, (panel, curves) in zip(axes[0], panels.items()):
         for label, (x, y) in curves.items():
-            pts = [(a, b) for a, b in zip(x, y) if b is not None]
+            pts = sorted((a, b) for a, b in zip(x, y) if b is not None)  # SNRs may come in any order
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=label)
         ax.set_xlabel("SNR (dB)")
