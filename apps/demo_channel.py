@@ -9,7 +9,6 @@ with h = 1 for AWGN and |h|^2 ~ Exp(1) for Rayleigh (core.equalizer.mmse_symbol_
 """
 
 import math
-import sys
 
 import numpy as np
 

@@ -120,6 +120,8 @@ def check_out_dir(path):
 
 
 OUTPUT_PATTERNS = ("results.csv", "results.jsonl", "compare_*.png", "psnr_*.png", "ssim_*.png", "grid_*.png")
+BATCH = 256       # images per batch of the batch engine (fewer where a server's caps say so)
+BLOCK_BATCH = 16  # the most images a network block of the flowgraph sends at once
 GRID_ROWS = 24  # sample rows per grid: a few images per operating point, fewer for long sweeps
 
 
@@ -168,15 +170,16 @@ def main(argv=None):
         if server == "auto":
             from gnuradio.semcom.inference.server import DEFAULT_MAX_NFE
             from gnuradio.semcom.inference.spawn import spawn_server, stop_server
-            # This run's own server has no other client to protect: its cost cap fits the sweep.
+            # This run's own server has no other client to protect: its cost caps fit the sweep.
+            per_image = max(DEFAULT_MAX_NFE, nfe_needed)
             server, server_proc = spawn_server(args.device, extra_args=(
-                "--max-nfe", str(max(DEFAULT_MAX_NFE, nfe_needed))))
+                "--max-nfe", str(per_image), "--max-request-nfe", str(BATCH * per_image)))
             atexit.register(stop_server, server_proc)  # also on errors and Ctrl-C
         elif server:
             from gnuradio.semcom.inference.local import parse_server
             parse_server(server)  # the address and any CurveZMQ key files, checked before any work
         backend = get_backend(server, args.device, args.server_timeout)
-        server_priors = None
+        server_priors, batch = None, BATCH
         if server:
             from gnuradio.semcom.inference.client import BackendUnavailable
             try:
@@ -188,6 +191,13 @@ def main(argv=None):
                 raise ValueError(f"--receiver-options: a receiver costs up to {nfe_needed} network evaluations "
                                  f"per image, above the cap of the server at {server} ({info['max_nfe']}, "
                                  "its --max-nfe)")
+            # Requests no larger than the server takes: the batch engine sends `batch` images at once.
+            batch = min(batch, info.get("max_request_items", batch),
+                        info.get("max_request_nfe", batch * nfe_needed) // max(1, nfe_needed))
+            if batch < (BLOCK_BATCH if args.engine == "gnuradio" else 1):
+                raise ValueError(f"the server at {server} takes too little work per request (max_request_items "
+                                 f"{info.get('max_request_items')}, max_request_nfe {info.get('max_request_nfe')}) "
+                                 f"for this sweep ({nfe_needed} network evaluations per image)")
         models = {}
         k = args.k or default_k(images.shape[1:])
         with_interferer = any(math.isfinite(i) for i in sinrs)
@@ -228,7 +238,8 @@ def main(argv=None):
     from gnuradio.semcom.core.version import __version__, build_commit, git_commit
 
     # What every row records so that it can be reproduced.
-    provenance = {"engine": args.engine, "dataset": args.dataset, "images_requested": args.images,
+    provenance = {"engine": args.engine, "batch_size": batch if args.engine == "batch" else None,
+                  "dataset": args.dataset, "images_requested": args.images,
                   "coherence": args.coherence, "seed": args.seed, "server": args.server or None,
                   "version": __version__, "commit": build_commit() or git_commit(__file__)}
     total = len(points) * len(receivers) * len(images)
@@ -246,7 +257,7 @@ def main(argv=None):
             if args.engine == "batch":
                 from gnuradio.semcom.core.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
-                               args.coherence, args.seed, progress=bar.update,
+                               args.coherence, args.seed, batch_size=batch, progress=bar.update,
                                receiver_options=receiver_options[receiver])
                 nfe, error = res.nfe, (res.errors[0] if res.errors else None)
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)

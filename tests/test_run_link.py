@@ -169,6 +169,7 @@ def test_rows_record_what_reproduces_them_files_are_0644_and_stale_plots_go(tmp_
     for r in rows:
         assert r["receiver_options"] == ({} if r["receiver"] == "mmse" else dict(CDDM_DEFAULTS, steps=2))
         assert (r["coherence"], r["seed"], r["engine"], r["k"], r["server"]) == (2, 7, "batch", 512, None)
+        assert r["batch_size"] == 256
         assert r["user_model"] == "jscc_user_awgn_k512" and r["version"] == __version__
         assert r["interferer_model"] == (None if r["sinr_db"] is None else "jscc_interferer_awgn_k512")
         assert r["dataset"] == "sample" and r["images_requested"] == 4 and r["lost"] == 0 and r["error"] is None
@@ -274,6 +275,16 @@ def test_a_sweep_above_the_servers_nfe_cap_is_refused_before_any_work(tmp_path, 
               "--out", str(tmp_path / "out"))
     assert res.returncode == 2 and "up to 12 network evaluations" in res.stderr and "(10," in res.stderr, res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_the_batch_engine_fits_its_requests_to_the_servers_caps(tmp_path, in_thread_server):
+    server = in_thread_server(max_request_items=8, max_request_nfe=40)
+    res = run("--engine", "batch", "--images", "20", "--receiver", "icdm", "--sinr", "0", "--receiver-options",
+              "steps=2", "--server", server.endpoint, "--no-lpips", "--json", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = json.loads(res.stdout)
+    assert (row["images"], row["lost"], row["batch_size"]) == (20, 0, 8)  # 8 items, 8 x 4 NFE <= 40
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """The inference side process: equality with in-process, fuzzing, failure and recovery, soak."""
 
 import json
+import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +33,13 @@ def server():
     address, proc = spawn_server("cpu", extra_args=("--max-bytes", str(MAX_BYTES)))
     yield address, proc
     stop_server(proc)
+
+
+def wait_for(condition, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 def rss_kb(pid):
@@ -90,11 +99,15 @@ def test_dynamic_batches_never_exceed_max_batch():
             server._handle([b"peer%d" % n] + protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5},
                                                              "id": n}, [("latents", lat)]))
         assert handed_out() == []  # 13 items pending, none run before the flush
+        assert server._wait_ms() <= 100  # poll() gets a short timeout whatever --max-wait-ms is
         server._flush()
         assert handed_out() == [[2, 1]]  # full: one batch for the idle worker
         server._flush()
         assert handed_out() == []  # the worker is busy: the rest waits
-        server._flush(force=True)
+        server.max_wait = 0  # the rest is due now: one batch each time the worker is done
+        for _ in range(3):
+            server._busy = 0
+            server._flush()
         assert handed_out() == [[3], [6], [1]]
     finally:
         server.close()
@@ -161,6 +174,138 @@ def test_ping_and_info_answered_while_a_batch_runs():
     assert not loop.is_alive()
 
 
+def test_a_flood_during_a_batch_is_answered_busy_and_stop_runs_no_backlog():
+    """While a slow batch runs, what waits for the worker is capped (requests and bytes); the
+    rest is answered `busy` at once, naming the cap. Stopping answers what still waits
+    `shutting_down` at once and finishes only the batch in progress."""
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_batch=1, max_wait_ms=0,
+                             max_pending=6, max_pending_bytes=1 << 20)
+    sizes, release = [], threading.Event()
+
+    def slow_decode(model, latents, snr_db):
+        sizes.append(len(latents))
+        release.wait(20)
+        return np.zeros((len(latents), 32, 32, 3), np.uint8)
+
+    server.backend.decode = slow_decode
+    loop = threading.Thread(target=server.serve)
+    loop.start()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoint)
+
+    def send(i, rows):
+        sock.send_multipart(protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5}, "id": i},
+                                          [("latents", np.zeros((rows, 1024), np.float32))]))
+
+    def replies(count):
+        out = {}
+        for _ in range(count):
+            assert sock.poll(10_000), f"{len(out)} of {count} replies came"
+            header = protocol.unpack(sock.recv_multipart(), 1 << 20)[0]
+            out[header["id"]] = (header.get("error") or {}).get("code", "ok"), (header.get("error") or {}).get("message")
+        return out
+
+    try:
+        send(0, 1)
+        wait_for(lambda: sizes == [1], "the first batch did not start")
+        for i in range(1, 21):
+            send(i, 64)  # 256 KiB each: 3 fit in 1 MiB
+        for i in range(21, 31):
+            send(i, 1)  # small: 3 more, up to 6 requests
+        busy = replies(24)
+        assert set(busy) == set(range(4, 21)) | set(range(24, 31)), sorted(busy)
+        assert {code for code, _ in busy.values()} == {"busy"}
+        assert all("1048576 bytes (--max-pending-bytes)" in busy[i][1] for i in range(4, 21)), busy[4]
+        assert all("6 requests (--max-pending)" in busy[i][1] for i in range(24, 31)), busy[24]
+        assert sorted(r.id for reqs in server.pending.values() for r in reqs) == [1, 2, 3, 21, 22, 23]
+        assert server._pending_bytes == sum(r.nbytes for reqs in server.pending.values() for r in reqs) <= 1 << 20
+        assert sizes == [1]  # all this while the first batch runs
+        server.stop()  # e.g. SIGTERM: what waits is answered now, not run
+        assert replies(6) == {i: ("shutting_down", "the server is stopping; this request did not run")
+                              for i in (1, 2, 3, 21, 22, 23)}
+        release.set()
+        assert replies(1) == {0: ("ok", None)}  # the batch in progress finishes, and is answered
+        loop.join(30)
+        assert sizes == [1] and not server.pending
+    finally:
+        release.set()
+        server.stop()
+        loop.join(30)
+        sock.close(0)
+    assert not loop.is_alive()
+
+
+def test_request_cost_caps_items_and_total_nfe():
+    """Per request, not only per image: a receive's images x NFE per image, and the items of
+    any request, are capped (too_costly, naming the cap), before any work."""
+    server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_nfe=50, max_request_items=8,
+                             max_request_nfe=100)
+    powers = {"snr_db": 10, "noise_var": 0.1, "signal_power": 1, "interference_power": 1}
+    receive = lambda n, steps: protocol.pack(
+        {"op": "receive", "receiver": "icdm", "params": dict(powers, options={"steps": steps})},
+        [("xhat", np.zeros((n, 1024), np.float32)), ("w", np.zeros((n, 512), np.complex64)),
+         ("h", np.zeros((n, 512), np.complex64))])
+    coded = lambda n, op="encode": protocol.pack(
+        {"op": op, "model": USER, "params": {"snr_db": 5}},
+        [("images", np.zeros((n, 32, 32, 3), np.uint8))] if op == "encode" else [("latents", np.zeros((n, 1024), np.float32))])
+    check = lambda frames: server._check(*protocol.unpack(frames, 1 << 24))
+    try:
+        assert check(receive(5, 10))[1] == 5  # 5 x 20 = 100: at the cap
+        with pytest.raises(BadRequest, match=r"6 images .* cost up to 120; .* cap per request is 100 \(--max-request-nfe\)"):
+            check(receive(6, 10))
+        with pytest.raises(BadRequest, match=r"too_costly|9 items") as exc:
+            check(receive(9, 1))
+        assert exc.value.code == "too_costly" and "cap is 8 (--max-request-items)" in str(exc.value)
+        for op in ("encode", "decode"):
+            assert check(coded(8, op))[1] == 8
+            with pytest.raises(BadRequest, match=r"9 items in one request; .* cap is 8 \(--max-request-items\)"):
+                check(coded(9, op))
+        info = server._info()
+        assert (info["max_request_items"], info["max_request_nfe"]) == (8, 100)
+    finally:
+        server.close()
+    default = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_bytes=1 << 20)
+    try:  # defaults: 256 items, 64 x max_nfe in all, 1024 requests and 4 x max_bytes waiting
+        assert (default.max_request_items, default.max_request_nfe, default.max_pending,
+                default.max_pending_bytes) == (256, 12800, 1024, 4 << 20)
+    finally:
+        default.close()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_wait_ms": math.inf}, "max_wait_ms <= 60000"),
+    ({"max_wait_ms": 1e300}, "max_wait_ms <= 60000"),
+    ({"max_wait_ms": math.nan}, "max_wait_ms"),
+    ({"max_bytes": 2 ** 62}, r"max_bytes <= 2147483648 \(--max-bytes\)"),
+    ({"max_batch": 10 ** 9}, "max_batch <="),
+    ({"max_nfe": 10 ** 9}, "max_nfe <="),
+    ({"threads": -1}, "0 <= threads"),
+    ({"max_request_items": 0}, "--max-request-items"),
+    ({"max_request_nfe": 0}, "--max-request-nfe"),
+    ({"max_pending": 0}, "--max-pending"),
+    ({"max_pending_bytes": 10}, "--max-pending-bytes"),
+    ({"bind": "tcp://127.0.0.1:99999"}, "PORT from 0 to 65535"),  # zmq would wrap it round
+    ({"bind": "tcp://127.0.0.1:5557x"}, "5557x"),                  # zmq would serve on 5557
+    ({"bind": "tcp://127.0.0.1:-1"}, "PORT from 0"),
+    ({"bind": "tcp://127.0.0.1"}, "PORT from 0"),
+    ({"bind": "tcp://:5557"}, "expected tcp://HOST:PORT"),
+    ({"bind": "tcp://127.0.0.1:\uff15\uff15"}, "PORT from 0"),  # unicode digits
+])
+def test_options_and_bind_are_checked_before_anything(kwargs, match):
+    """Each numeric option finite and bounded, a tcp port an integer from 0 to 65535: one
+    ValueError before the device is tried (a bad one here), a socket bound or a model loaded."""
+    with pytest.raises(ValueError, match=match):
+        InferenceServer(**dict({"bind": "tcp://127.0.0.1:0", "device": "potato"}, **kwargs))
+
+
+def test_check_bind_accepts_the_usual_endpoints():
+    from gnuradio.semcom.inference.server import check_bind
+    for good in ("tcp://127.0.0.1:0", "tcp://127.0.0.1:65535", "tcp://*:5557", "tcp://[::1]:5557",
+                 "tcp://localhost:5557", "ipc:///tmp/semcom.sock", "inproc://semcom"):
+        check_bind(good)
+
+
 def test_an_unexpected_exception_costs_one_request_not_the_server(caplog):
     server = InferenceServer("tcp://127.0.0.1:0", device="cpu")
     sent = []
@@ -214,7 +359,9 @@ def test_unpack_and_handle_are_total():
             before = len(replies)
             server._handle([b"peer"] + frames)
             queued = sum(len(v) for v in server.pending.values())  # valid ones wait for a batch
-            server.pending.clear()
+            for key in list(server.pending):
+                server._take_pending(key, len(server.pending[key]))
+            assert server._pending_n == server._pending_bytes == 0
             assert len(replies) - before + queued == (1 if frames else 0), frames[:2]
         assert server.stats["internal"] == 0 and server.stats["requests"] > 2900
     finally:
@@ -321,6 +468,10 @@ def malformed_cases(rng):
         lambda: ([V, hdr(op="receive", receiver=rng.choice(["cddm", "icdm-dps"]), params=dict(powers, options={
                              "steps": rng.randrange(201, 10 ** 6)}), arrays=rx_specs()), lat(), cplx(), cplx()],
                  "too_costly"),
+        lambda: ([V, hdr(op="decode", model=USER, params={"snr_db": 1},  # over --max-request-items
+                         arrays=[spec("latents", "float32", [257, 1024])]), lat(257)], "too_costly"),
+        lambda: ([V, hdr(op="receive", receiver="icdm", params=dict(powers, options={"steps": 100, "start": "noise"}),
+                         arrays=rx_specs(70)), lat(70), cplx(70), cplx(70)], "too_costly"),  # 70 x 200 NFE
         lambda: ([V, hdr(op="receive", receiver="mmse",
                          params=dict(powers, **rng.choice([{"options": rng.choice([[1], "steps=3", 3, None])},
                                                            {"seed": rng.choice([-1, 1.5, True, "0", None, [0]])},
@@ -350,8 +501,8 @@ def test_fuzz_1000_malformed_requests_then_still_serving(server):
             header, _ = protocol.unpack(sock.recv_multipart(), 1 << 30)
             assert header["ok"] is False and header["error"]["code"] == code, (kind, code, header)
             assert header["error"]["message"]
-            if code == "too_costly":
-                assert "200" in header["error"]["message"]  # names the cap
+            if code == "too_costly":  # names the cap
+                assert re.search(r"cap (per request )?is (200|256|12800) \(--max-", header["error"]["message"])
             seen.add(kind)
     finally:
         sock.close(0)
@@ -359,6 +510,11 @@ def test_fuzz_1000_malformed_requests_then_still_serving(server):
     client = ServerBackend(server[0])
     assert client.ping()["pong"] is True
     assert client.encode(USER, load_dataset("sample").images[:2], 5.0).shape == (2, 1024)
+    xhat = np.random.default_rng(0).standard_normal((2, 1024)).astype(np.float32)
+    result, out = client.call({"op": "receive", "receiver": "mmse", "params": {
+        "snr_db": 10, "noise_var": 0.1, "signal_power": 1, "interference_power": 0}},
+        [("xhat", xhat), ("w", np.zeros((2, 512), np.complex64)), ("h", np.ones((2, 512), np.complex64))])
+    assert result["nfe"] == 0 and np.array_equal(out["latents"], xhat)  # mmse: the equalised latents as they are
     with pytest.raises(ServerError, match="unknown_model"):
         client.encode("nope", load_dataset("sample").images[:1], 5.0)
 
@@ -462,7 +618,7 @@ def test_eight_concurrent_clients_soak(server):
 def test_non_loopback_bind_needs_keys_and_curve_works(tmp_path):
     with pytest.raises(ValueError, match="CurveZMQ"):
         InferenceServer("tcp://0.0.0.0:5557")  # refused before anything is bound
-    with pytest.raises(ValueError, match="threads >= 0"):
+    with pytest.raises(ValueError, match="0 <= threads"):
         InferenceServer("tcp://127.0.0.1:0", threads=-1)
     import zmq.auth
     zmq.auth.create_certificates(str(tmp_path), "server")
@@ -561,6 +717,7 @@ def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
              (["--bind", "garbage"], "--bind 'garbage'"),
              (["--curve-secret-key", str(tmp_path / "bad.key_secret"), "--curve-allow-any"], "bad.key_secret"),
              (["--max-batch", "0"], "--max-batch"),
+             (["--max-wait-ms", "1e300"], "max_wait_ms <= 60000"),  # a poll(1e300) would end the server later
              (["--device", no_cuda], "CUDA"),
              (["--device", "potato"], "potato")]
     cmd = [sys.executable, "-m", "gnuradio.semcom.inference.server"]
@@ -580,7 +737,14 @@ def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
     # the same in-process, for the cases that fail before any socket or model
     from gnuradio.semcom.inference.server import main
     for args, match in ((["--max-batch", "many"], "--max-batch: invalid int value"),
-                        (["--max-nfe", "0"], "max_nfe >= 1"),
+                        (["--max-nfe", "0"], "1 <= max_nfe"),
+                        (["--max-wait-ms", "inf"], "max_wait_ms <= 60000 (--max-wait-ms), got inf"),
+                        (["--max-wait-ms", "nan"], "(--max-wait-ms), got nan"),
+                        (["--max-bytes", "4611686018427387904"], "max_bytes <= 2147483648"),
+                        (["--max-request-nfe", "0"], "--max-request-nfe"),
+                        (["--max-pending-bytes", "1e9"], "--max-pending-bytes: invalid int value"),
+                        (["--bind", "tcp://127.0.0.1:99999"], "--bind 'tcp://127.0.0.1:99999': expected"),
+                        (["--bind", "tcp://127.0.0.1:5557x"], "--bind 'tcp://127.0.0.1:5557x': expected"),
                         (["--curve-secret-key", str(tmp_path / "server.key_secret")], "--curve-clients DIR"),
                         (["--curve-clients", str(tmp_path)], "need --curve-secret-key")):
         with pytest.raises(SystemExit) as exc:
@@ -591,7 +755,33 @@ def test_startup_errors_are_one_line_and_status_2(server, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly():
-    address, proc = spawn_server("cpu")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+def test_sigterm_finishes_the_batch_in_progress_answers_the_rest_and_exits_0():
+    address, proc = spawn_server("cpu", extra_args=("--max-batch", "1"))
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    n = 96  # icdm, 40 network evaluations per image: about 3 s on a 2-core CPU
+    params = {"snr_db": 10, "noise_var": 0.1, "signal_power": 1, "interference_power": 1,
+              "options": {"steps": 20, "start": "noise"}}
+    try:
+        rng = np.random.default_rng(0)
+        cplx = lambda: (rng.standard_normal((n, 512)) + 1j * rng.standard_normal((n, 512))).astype(np.complex64)
+        sock.send_multipart(protocol.pack({"op": "receive", "receiver": "icdm", "id": "slow", "params": params}, [
+            ("xhat", rng.standard_normal((n, 1024)).astype(np.float32)), ("w", cplx()), ("h", cplx())]))
+        time.sleep(0.3)  # the receive is running
+        for i in range(3):
+            sock.send_multipart(protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5}, "id": i},
+                                              [("latents", np.zeros((1, 1024), np.float32))]))
+        sock.send_multipart(protocol.pack({"op": "ping", "id": "ping"}))
+        assert sock.poll(5000) and protocol.unpack(sock.recv_multipart(), 1 << 20)[0]["id"] == "ping"
+        proc.send_signal(signal.SIGTERM)  # the decodes are waiting now (read before the ping)
+        codes = {}
+        for _ in range(4):
+            assert sock.poll(30_000), f"replies so far: {codes}"
+            header = protocol.unpack(sock.recv_multipart(), 1 << 24)[0]
+            codes[header["id"]] = header["error"]["code"] if not header["ok"] else "ok"
+        assert codes == {"slow": "ok", 0: "shutting_down", 1: "shutting_down", 2: "shutting_down"}
+        assert proc.wait(timeout=15) == 0
+    finally:
+        sock.close(0)
+        stop_server(proc)

@@ -6,19 +6,22 @@ Ops: ping, info, encode, decode, receive (see protocol.py for the wire format). 
 of the same op, model and parameters that arrive within `max_wait_ms` are run as one batch
 of up to `max_batch` items (dynamic batching) on a worker thread, so ping and info are
 answered while a batch runs. A receive costing more than `max_nfe` network evaluations
-per image is refused. Every request gets a reply, an error code for a malformed or
+per image or `max_request_nfe` in all, a request of more than `max_request_items` items,
+and one beyond what may wait for the worker (`max_pending`, `max_pending_bytes`: `busy`)
+are refused at once. Every request gets a reply, an error code for a malformed or
 unaffordable one, and the server keeps serving. Binding anything but loopback needs
 CurveZMQ keys (--curve-secret-key, with --curve-clients: an allow-list of client public
-keys) or an explicit --insecure. SIGINT/SIGTERM stop it cleanly.
+keys) or an explicit --insecure. SIGINT/SIGTERM stop it cleanly: the batch in progress
+finishes, requests still waiting are answered `shutting_down`.
 """
 
-import argparse
 import ipaddress
 import json
 import logging
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import sys
@@ -34,12 +37,23 @@ import zmq
 import zmq.auth
 
 from . import protocol
+from ..core.cli import ArgumentParser
 from ..core.models import list_priors
 from .local import LocalBackend, default_device
 
 log = logging.getLogger("semcom.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5557"
 DEFAULT_MAX_NFE = 200   # network evaluations per image in one receive (icdm's default uses 40)
+DEFAULT_MAX_REQUEST_ITEMS = 256  # link_sim's batch engine sends 256 images a request
+REQUEST_NFE_PER_MAX_NFE = 64     # default --max-request-nfe: 64 x --max-nfe (12800), which fits the
+                                 # batch engine's 256 images at icdm's default 40 per image
+DEFAULT_MAX_PENDING = 1024
+# Every numeric option: (lowest, highest). Finite, and small enough that what is derived from
+# it fits: 4 * max_bytes goes to ZMQ_MAXMSGSIZE (an int64), max_wait_ms bounds a poll().
+OPTION_RANGES = {"max_batch": (1, 4096), "max_wait_ms": (0, 60_000), "max_bytes": (1024, 2 ** 31),
+                 "threads": (0, 1024), "max_nfe": (1, 10 ** 6), "max_request_items": (1, 10 ** 6),
+                 "max_request_nfe": (1, 10 ** 12), "max_pending": (1, 10 ** 6),
+                 "max_pending_bytes": (1024, 2 ** 40)}
 SNR_RANGE_DB = (0.0, 20.0)  # the range the shipped models were trained on
 ARRAYS = {"encode": {"images"}, "decode": {"latents"}, "receive": {"xhat", "w", "h"}}
 
@@ -55,9 +69,26 @@ def is_loopback(address: str) -> bool:
 
 
 def check_bind(address: str):
+    """ValueError (one line) for an endpoint ZeroMQ would refuse or quietly change: it wraps a
+    tcp port beyond 65535 and ignores what follows the port's digits."""
     scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in ("tcp", "ipc", "inproc") or not rest:
-        raise ValueError(f"--bind {address!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+    host, colon, port = rest.rpartition(":")
+    if scheme == "tcp" and sep and colon and host and re.fullmatch("[0-9]{1,5}", port) and int(port) <= 65535:
+        return
+    if scheme in ("ipc", "inproc") and sep and rest:
+        return
+    raise ValueError(f"--bind {address!r}: expected tcp://HOST:PORT (PORT from 0 to 65535, 0: any free "
+                     "port), ipc://PATH or inproc://NAME")
+
+
+def check_options(**values):
+    """ValueError (one line) unless each numeric option is a number within OPTION_RANGES
+    (an integer but for max_wait_ms); NaN and infinities fail the comparison."""
+    for name, value in values.items():
+        low, high = OPTION_RANGES[name]
+        number = protocol.is_int(value) or (name == "max_wait_ms" and isinstance(value, float))
+        if not (number and low <= value <= high):
+            raise ValueError(f"need {low} <= {name} <= {high} (--{name.replace('_', '-')}), got {value!r}")
 
 
 def check_device(device: str) -> torch.device:
@@ -93,17 +124,23 @@ class Request:
     arrays: dict
     n: int           # the items (images, latent rows) it carries
     t: float         # arrival, time.monotonic()
+    nbytes: int      # the message's size: what waiting holds in memory
 
 
 class InferenceServer:
     def __init__(self, bind=DEFAULT_BIND, device="", max_batch=16, max_wait_ms=2.0,
                  max_bytes=64 << 20, curve_secret_key=None, insecure=False, context=None, threads=0,
-                 max_nfe=DEFAULT_MAX_NFE, curve_clients=None, curve_allow_any=False):
+                 max_nfe=DEFAULT_MAX_NFE, curve_clients=None, curve_allow_any=False,
+                 max_request_items=DEFAULT_MAX_REQUEST_ITEMS, max_request_nfe=None,
+                 max_pending=DEFAULT_MAX_PENDING, max_pending_bytes=None):
         # Everything cheap is checked before a socket exists or a model loads.
-        for name, value, low in (("max_batch", max_batch, 1), ("max_wait_ms", max_wait_ms, 0),
-                                 ("max_bytes", max_bytes, 1024), ("threads", threads, 0), ("max_nfe", max_nfe, 1)):
-            if not value >= low:  # NaN too
-                raise ValueError(f"need {name} >= {low} (--{name.replace('_', '-')}), got {value}")
+        check_options(max_batch=max_batch, max_wait_ms=max_wait_ms, max_bytes=max_bytes, threads=threads,
+                      max_nfe=max_nfe, max_request_items=max_request_items, max_pending=max_pending)
+        if max_request_nfe is None:
+            max_request_nfe = REQUEST_NFE_PER_MAX_NFE * max_nfe
+        if max_pending_bytes is None:
+            max_pending_bytes = 4 * max_bytes
+        check_options(max_request_nfe=max_request_nfe, max_pending_bytes=max_pending_bytes)
         check_bind(bind)
         if not is_loopback(bind) and curve_secret_key is None and not insecure:
             raise ValueError(f"refusing to bind {bind} without CurveZMQ keys: give "
@@ -124,6 +161,8 @@ class InferenceServer:
             torch.set_num_threads(self.threads)
         self.max_batch, self.max_wait = int(max_batch), max_wait_ms / 1000.0
         self.max_bytes, self.max_nfe = int(max_bytes), int(max_nfe)
+        self.max_request_items, self.max_request_nfe = max_request_items, max_request_nfe
+        self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
         self.curve, self.client_auth = curve_secret_key is not None, allowed is not None
         self.ctx = context or zmq.Context.instance()
         self.auth = self.sock = self._wake = None
@@ -162,11 +201,13 @@ class InferenceServer:
             self.close()
             raise
         self.pending = OrderedDict()  # batch key -> [Request] in arrival order
+        self._pending_n = self._pending_bytes = 0  # what pending holds: capped, answered `busy` beyond
         self._jobs = queue.SimpleQueue()   # (key, [Request]) for the worker; None ends it
         self._done = queue.SimpleQueue()   # (replies, failed) from the worker
         self._busy = 0                     # batches handed to the worker, replies not yet sent
         self._worker = None
-        self.stats = {"requests": 0, "errors": 0, "batches": 0, "internal": 0, "dropped": 0, "undelivered": 0}
+        self.stats = {"requests": 0, "errors": 0, "batches": 0, "internal": 0, "dropped": 0, "undelivered": 0,
+                      "busy": 0, "not_run": 0}
         self._stop = False
 
     # ------------------------------------------------------------------ requests
@@ -199,6 +240,8 @@ class InferenceServer:
                 "cpu_threads": torch.get_num_threads(),
                 "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
                 "max_bytes": self.max_bytes, "max_nfe": self.max_nfe,
+                "max_request_items": self.max_request_items, "max_request_nfe": self.max_request_nfe,
+                "max_pending": self.max_pending, "max_pending_bytes": self.max_pending_bytes,
                 "curve": self.curve, "client_auth": self.client_auth,
                 "models": self.models, "receivers": self._receivers_info(), "priors": list_priors()}
 
@@ -237,6 +280,7 @@ class InferenceServer:
                 raise BadRequest("bad_shape", f"decode {model} needs one array, 'latents' float32 (N, {2 * info['k']})")
             if a.shape[0] < 1:
                 raise BadRequest("bad_shape", "empty batch")
+            self._check_items(a.shape[0])
             return (op, model, float(snr)), a.shape[0]
         from ..core.channel import CHANNEL_TYPES
         from ..core.receivers import RECEIVERS
@@ -272,7 +316,18 @@ class InferenceServer:
             rec.check_priors(channel_type, x.shape[1] // 2)
         except ValueError as exc:  # no prior for this k: refused now rather than failing in the batch
             raise BadRequest("bad_shape", str(exc)) from None
+        n = x.shape[0]
+        self._check_items(n)
+        if n * nfe > self.max_request_nfe:  # the per-image cap alone lets 64 MiB of images hold the worker
+            raise BadRequest("too_costly", f"{n} images at up to {nfe} network evaluations each cost up to "
+                                           f"{n * nfe}; this server's cap per request is {self.max_request_nfe} "
+                                           "(--max-request-nfe): send fewer images per request")
         return (op, name, json.dumps(params, sort_keys=True), x.shape[1]), x.shape[0]
+
+    def _check_items(self, n):
+        if n > self.max_request_items:  # one request runs alone, holding every other client up
+            raise BadRequest("too_costly", f"{n} items in one request; this server's cap is "
+                                           f"{self.max_request_items} (--max-request-items)")
 
     def _run_batch(self, key, items):
         """Run one batch (on the worker thread); [(route, reply frames)], one per request."""
@@ -365,31 +420,66 @@ class InferenceServer:
             self._send(route, protocol.error_reply(request_id, "internal", f"internal error: {exc!r:.200}"))
             return
         key, n = checked
-        self.pending.setdefault(key, []).append(Request(route, request_id, arrays, n, time.monotonic()))
+        # Requests wait while the worker runs a batch: cap what they hold, answering the rest at
+        # once (never blocking this thread). One request is always let in, however large.
+        nbytes = sum(len(f) for f in body)
+        if self._pending_n >= self.max_pending:
+            full = f"{self.max_pending} requests (--max-pending)"
+        elif self._pending_n and self._pending_bytes + nbytes > self.max_pending_bytes:
+            full = f"{self.max_pending_bytes} bytes (--max-pending-bytes)"
+        else:
+            full = None
+        if full:
+            self.stats["errors"] += 1
+            self.stats["busy"] += 1
+            self._send(route, protocol.error_reply(request_id, "busy", (
+                f"{self._pending_n} requests ({self._pending_bytes} bytes) wait already; this server's "
+                f"cap is {full}: retry later")))
+            return
+        self.pending.setdefault(key, []).append(Request(route, request_id, arrays, n, time.monotonic(), nbytes))
+        self._pending_n += 1
+        self._pending_bytes += nbytes
 
-    def _flush(self, force=False):
-        """Hand ready batches to the worker: one at a time while serving, so requests that
-        arrive meanwhile join the next batch; everything when stopping (force)."""
+    def _take_pending(self, key, count):
+        """The first `count` requests waiting under `key`, removed from pending."""
+        reqs = self.pending[key]
+        if count < len(reqs):
+            self.pending[key] = reqs[count:]
+        else:
+            del self.pending[key]
+        self._pending_n -= count
+        self._pending_bytes -= sum(r.nbytes for r in reqs[:count])
+        return reqs[:count]
+
+    def _flush(self):
+        """Hand the next ready batch to the worker when it is idle: one at a time, so requests
+        that arrive meanwhile join the next batch."""
+        if not self.pending or self._busy:
+            return
         now = time.monotonic()
-        while self.pending and (force or not self._busy):
-            ready = [key for key, reqs in self.pending.items()
-                     if force or sum(r.n for r in reqs) >= self.max_batch or now - reqs[0].t >= self.max_wait]
-            if not ready:
-                return
-            key = min(ready, key=lambda k: self.pending[k][0].t)  # the longest waiting first
-            reqs = self.pending[key]
-            # Requests in arrival order, up to max_batch items per batch (one request at least).
-            take, size = 0, 0
-            while take < len(reqs) and (take == 0 or size + reqs[take].n <= self.max_batch):
-                size += reqs[take].n
-                take += 1
-            if take == len(reqs):
-                del self.pending[key]
-            else:
-                self.pending[key] = reqs[take:]
-            self._jobs.put((key, reqs[:take]))
-            self._busy += 1
-            self.stats["batches"] += 1
+        ready = [key for key, reqs in self.pending.items()
+                 if sum(r.n for r in reqs) >= self.max_batch or now - reqs[0].t >= self.max_wait]
+        if not ready:
+            return
+        key = min(ready, key=lambda k: self.pending[k][0].t)  # the longest waiting first
+        reqs = self.pending[key]
+        # Requests in arrival order, up to max_batch items per batch (one request at least).
+        take, size = 0, 0
+        while take < len(reqs) and (take == 0 or size + reqs[take].n <= self.max_batch):
+            size += reqs[take].n
+            take += 1
+        self._jobs.put((key, self._take_pending(key, take)))
+        self._busy += 1
+        self.stats["batches"] += 1
+
+    def _refuse_pending(self):
+        """On stop: answer every request that has not started, rather than run the backlog."""
+        for key in list(self.pending):
+            for r in self._take_pending(key, len(self.pending[key])):
+                self.stats["errors"] += 1
+                self.stats["not_run"] += 1
+                self._send(r.route, protocol.error_reply(r.id, "shutting_down",
+                                                         "the server is stopping; this request did not run"))
 
     def _send_done(self):
         while True:
@@ -403,10 +493,12 @@ class InferenceServer:
                 self._send(route, frames)
 
     def _wait_ms(self):
+        # At most 100 ms: requests and the worker wake the poller anyway; the timeout is for
+        # the oldest request's batching deadline and for noticing stop() soon.
         if self._busy or not self.pending:
-            return 100.0  # woken by a request or the worker; the timeout only checks _stop
+            return 100.0
         oldest = min(reqs[0].t for reqs in self.pending.values())
-        return max(0.0, (oldest + self.max_wait - time.monotonic()) * 1000)
+        return min(100.0, max(0.0, (oldest + self.max_wait - time.monotonic()) * 1000))
 
     def stop(self, *_):
         self._stop = True
@@ -433,20 +525,21 @@ class InferenceServer:
                             break
                         self._handle(frames)
                 self._flush()
-            self._flush(force=True)
+            self._refuse_pending()  # the batch in progress is finished below, nothing more
         finally:
             self._jobs.put(None)
             self._worker.join()
             self._send_done()
-            self.close()
-        log.info("stopped after %d requests (%d errors, %d internal, %d batches, %d dropped)",
-                 self.stats["requests"], self.stats["errors"], self.stats["internal"],
-                 self.stats["batches"], self.stats["dropped"])
+            self.close(linger=1000)  # the last replies (shutting_down, the last batch's) get out
+        log.info("stopped after %d requests (%d errors, %d internal, %d busy, %d not run at stop, %d batches, "
+                 "%d dropped)", self.stats["requests"], self.stats["errors"], self.stats["internal"],
+                 self.stats["busy"], self.stats["not_run"], self.stats["batches"], self.stats["dropped"])
 
-    def close(self):
-        for sock in (self.sock, self._wake):
-            if sock is not None:
-                sock.close(0)
+    def close(self, linger=0):
+        if self.sock is not None:
+            self.sock.close(linger)
+        if self._wake is not None:
+            self._wake.close(0)
         if self.auth is not None:
             self.auth.stop()
             self.auth = None
@@ -501,15 +594,8 @@ def gen_keys(directory) -> list:
     return names
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, like start-up errors (--help stays full)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv=None):
-    ap = _Parser(prog="semcom_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog="semcom_server", description=__doc__)  # one-line errors, exit status 2
     ap.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND})")
     ap.add_argument("--device", default="", help=f"torch device (default: {default_device()})")
     ap.add_argument("--max-batch", type=int, default=16, help="most items (images, latents) per batch (default 16)")
@@ -518,6 +604,16 @@ def main(argv=None):
     ap.add_argument("--max-bytes", type=int, default=64 << 20, help="largest request in bytes (default 64 MiB)")
     ap.add_argument("--max-nfe", type=int, default=DEFAULT_MAX_NFE,
                     help=f"most network evaluations per image one receive may cost (default {DEFAULT_MAX_NFE})")
+    ap.add_argument("--max-request-items", type=int, default=DEFAULT_MAX_REQUEST_ITEMS,
+                    help=f"most items (images, latents) in one request (default {DEFAULT_MAX_REQUEST_ITEMS})")
+    ap.add_argument("--max-request-nfe", type=int, default=None,
+                    help="most network evaluations one receive may cost in all, images x per image "
+                         f"(default {REQUEST_NFE_PER_MAX_NFE} x --max-nfe)")
+    ap.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
+                    help=f"most requests waiting for the worker; more are answered busy (default {DEFAULT_MAX_PENDING})")
+    ap.add_argument("--max-pending-bytes", type=int, default=None,
+                    help="most bytes of requests waiting for the worker; more are answered busy "
+                         "(default 4 x --max-bytes)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default 0: one per core); fewer leave cores to a flowgraph")
     ap.add_argument("--curve-secret-key", default="", help="CurveZMQ server key file (from --gen-keys)")
@@ -539,15 +635,20 @@ def main(argv=None):
         keys = load_curve_keys(args.curve_secret_key) if args.curve_secret_key else None
         server = InferenceServer(args.bind, args.device, args.max_batch, args.max_wait_ms, args.max_bytes,
                                  keys, args.insecure, threads=args.threads, max_nfe=args.max_nfe,
-                                 curve_clients=args.curve_clients or None, curve_allow_any=args.curve_allow_any)
+                                 curve_clients=args.curve_clients or None, curve_allow_any=args.curve_allow_any,
+                                 max_request_items=args.max_request_items, max_request_nfe=args.max_request_nfe,
+                                 max_pending=args.max_pending, max_pending_bytes=args.max_pending_bytes)
     except (ValueError, OSError, zmq.ZMQError) as exc:
-        ap.exit(2, f"{ap.prog}: error: {exc}\n")
+        ap.error(str(exc))
     if keys and os.stat(args.curve_secret_key).st_mode & 0o077:  # after start-up: errors stay one line
         log.warning("%s: the secret key is readable by others; chmod 600 it", args.curve_secret_key)
     signal.signal(signal.SIGINT, server.stop)
     signal.signal(signal.SIGTERM, server.stop)
     print(f"semcom_server: serving on {server.endpoint}", flush=True)
     server.serve()
+    # Sockets linger only while their context lives: ending it here waits (at most the linger)
+    # for the last replies, which the process's exit would otherwise drop.
+    server.ctx.destroy(linger=0)
     return 0
 
 

@@ -34,8 +34,11 @@ def spawn_server(device: str = "", startup_timeout: float = 120.0, extra_args=()
     cmd = [sys.executable, "-m", "gnuradio.semcom.inference.server", "--bind", address, *extra_args]
     if device:
         cmd += ["--device", device]
+    # Its own session: a terminal's Ctrl-C reaches only the process that started it, which then
+    # stops its flowgraph (whose requests in flight still get answers) before it stops the server.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, errors="replace", preexec_fn=_die_with_parent)
+                            stderr=subprocess.PIPE, text=True, errors="replace", preexec_fn=_die_with_parent,
+                            start_new_session=True)
     # Read stderr all along: a pipe nobody reads fills up and blocks the server's next log line.
     # The last lines are kept for the error message.
     proc.stderr_tail = deque(maxlen=20)
