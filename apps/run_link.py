@@ -235,13 +235,8 @@ def main(argv=None):
     from tqdm import tqdm
     from gnuradio.semcom.core import metrics
     from gnuradio.semcom.core.data import to_tensor
-    from gnuradio.semcom.core.version import __version__, build_commit, git_commit
+    from gnuradio.semcom.core.version import run_record
 
-    # What every row records so that it can be reproduced.
-    provenance = {"engine": args.engine, "batch_size": batch if args.engine == "batch" else None,
-                  "dataset": args.dataset, "images_requested": args.images,
-                  "coherence": args.coherence, "seed": args.seed, "server": args.server or None,
-                  "version": __version__, "commit": build_commit() or git_commit(__file__)}
     total = len(points) * len(receivers) * len(images)
     bar = tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     rows, samples = [], {}
@@ -250,7 +245,6 @@ def main(argv=None):
         for channel, snr, sinr in points:
             user, interferer, cbr, k_used = models[channel]
             interferer = interferer if math.isfinite(sinr) else None
-            options = check_receiver(receiver).options(receiver_options[receiver], channel)
             where = f"{receiver} {channel} SNR {snr:g} SINR {sinr:g}"
             bar.set_description(where)
             t0 = time.perf_counter()
@@ -290,8 +284,14 @@ def main(argv=None):
                    "lpips": metrics.mean_or_none(per.get("lpips")),
                    "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
-                   "error": error if lost else None, "receiver_options": options, "k": k_used,
-                   "user_model": user, "interferer_model": interferer, **provenance}
+                   "error": error if lost else None}
+            # What reproduces the row (receiver, channel, snr_db and sinr_db keep their places).
+            row.update(run_record({
+                "receiver": receiver, "receiver_options": receiver_options[receiver], "channel": channel,
+                "coherence": args.coherence, "snr_db": snr, "sinr_db": sinr, "k": k_used, "user_model": user,
+                "interferer_model": interferer, "engine": args.engine,
+                "batch_size": batch if args.engine == "batch" else None, "dataset": args.dataset,
+                "images_requested": args.images, "seed": args.seed, "server": args.server}))
             rows.append(row)
             if received is not None and len(received) == len(images):
                 samples.setdefault(channel, {}).setdefault((snr, sinr), {})[receiver] = received

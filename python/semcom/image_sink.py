@@ -13,7 +13,8 @@ from .core import metrics
 from .core.data import to_tensor
 from .core.mapping import complex_to_real
 from .core.plots import save_image_grid, write_text_atomic
-from .pdu_util import drops_on_error, meta_get, run_record, split_image_pdu, split_pdu
+from .core.version import run_record
+from .pdu_util import drops_on_error, meta_get, split_image_pdu, split_pdu
 
 
 class image_sink(gr.basic_block):

@@ -12,8 +12,7 @@ from gnuradio import gr
 from .core.channel import link_powers, parse_db
 from .core.equalizer import mmse_symbol_error
 from .core.metrics import db_mean, latent_mse_db
-from .core.receivers import check_receiver, parse_options
-from .core.version import __version__, build_commit
+from .core.version import run_record
 
 
 def split_pdu(msg, kind: str, logger):
@@ -322,27 +321,3 @@ def latent_link_summary(sent_debug, received_debug, run_info):
     return {"latents": len(ids), "sent": len(sent), "missing": len(set(sent) - set(received)),
             "latent_mse_db": db_mean(mse), "closed_form_db": 10 * math.log10(closed),
             "run": run_record(run_info)}
-
-
-def run_record(run_info):
-    """What reproduces a run, for summary.json: `run_info` as given (the flowgraph's receiver,
-    receiver_options, channel, coherence, snr_db, sinr_db, user_model, interferer_model, k,
-    seed, server, dataset, ...) with the receiver's options resolved against its defaults
-    (those of `prior_channel`, else `channel`), an infinite SINR as null (no interferer, as
-    run_link writes it; the interferer model then null too), an empty server as null, and the
-    module's version and git commit.
-    ValueError for an unknown receiver or bad options."""
-    run = dict(run_info or {})
-    if run.get("receiver"):
-        given = run.get("receiver_options") or {}
-        given = parse_options(given) if isinstance(given, str) else dict(given)
-        channel = run.get("prior_channel") or run.get("channel")
-        run["receiver_options"] = check_receiver(run["receiver"]).options(given, channel)
-    if "sinr_db" in run and run["sinr_db"] is not None and math.isinf(float(run["sinr_db"])):
-        run["sinr_db"] = None
-        if "interferer_model" in run:
-            run["interferer_model"] = None  # none sent, as run_link records it
-    if "server" in run:
-        run["server"] = run["server"] or None
-    run.update(version=__version__, commit=build_commit())
-    return run

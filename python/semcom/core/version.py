@@ -1,8 +1,8 @@
-"""The module's version (kept equal to CMakeLists.txt's VERSION_*; a test checks) and the
-git commits that results record, so that a row says what produced it."""
+"""The module's version (kept equal to CMakeLists.txt's VERSION_*; a test checks), the git
+commit the installed module was built from, and run_record: what a result records so that
+it can be reproduced (run_link's rows, the image sink's summary.json)."""
 
-import subprocess
-from pathlib import Path
+import math
 from typing import Optional
 
 __version__ = "1.0.0"
@@ -18,14 +18,25 @@ def build_commit() -> Optional[str]:
     return COMMIT
 
 
-def git_commit(path) -> Optional[str]:
-    """The commit of the git checkout holding the file `path` ("+dirty" with uncommitted
-    changes to tracked files), or None outside a checkout or without git."""
-    try:
-        def git(*args):
-            return subprocess.run(["git", "-C", str(Path(path).resolve().parent), *args], capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip()
-        commit = git("rev-parse", "--short=12", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+def run_record(run_info) -> dict:
+    """What reproduces a run: `run_info` as given (receiver, receiver_options, channel,
+    coherence, snr_db, sinr_db, user_model, interferer_model, k, seed, server, dataset, ...)
+    with the receiver's options resolved against its defaults (those of `prior_channel`,
+    else `channel`), an infinite SINR as null (no interferer; the interferer model then null
+    too), an empty server as null, and the module's version and build commit.
+    ValueError for an unknown receiver or bad options."""
+    from .receivers import check_receiver, parse_options
+    run = dict(run_info or {})
+    if run.get("receiver"):
+        given = run.get("receiver_options") or {}
+        given = parse_options(given) if isinstance(given, str) else dict(given)
+        channel = run.get("prior_channel") or run.get("channel")
+        run["receiver_options"] = check_receiver(run["receiver"]).options(given, channel)
+    if "sinr_db" in run and run["sinr_db"] is not None and math.isinf(float(run["sinr_db"])):
+        run["sinr_db"] = None
+        if "interferer_model" in run:
+            run["interferer_model"] = None  # none sent
+    if "server" in run:
+        run["server"] = run["server"] or None
+    run.update(version=__version__, commit=build_commit())
+    return run
