@@ -37,8 +37,12 @@ os.environ.setdefault("GR_CONF_LOG_LOG_FILE", "stderr")
 
 
 def parse_args(argv):
+    import argparse
+    from gnuradio.semcom import schemes
     from gnuradio.semcom.core.cli import ArgumentParser  # after GR_CONF_LOG_LOG_FILE is set
-    ap = ArgumentParser(prog="run_link.py", description=__doc__)
+    ap = ArgumentParser(prog="run_link.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="schemes (--receiver) and their options (--receiver-options), with defaults:\n"
+                               + schemes.help_text())
     ap.add_argument("--dataset", default="sample",
                     help="sample | cifar10 | mnist | npz:PATH | folder:PATH (default sample)")
     ap.add_argument("--images", type=int, default=0, help="images per operating point (0 = all)")
@@ -46,7 +50,8 @@ def parse_args(argv):
     ap.add_argument("--snr", default="10", help="SNR list in dB, e.g. 0,10,20 or 0:20:5")
     ap.add_argument("--sinr", default="inf", help="SINR list in dB; inf = no interferer")
     ap.add_argument("--receiver", default="mmse",
-                    help="comma list of receivers: mmse, cddm, icdm, icdm-pigdm, icdm-dps, icdm-projection")
+                    help="comma list of schemes (each a transmitter and a receiver): "
+                         f"{', '.join(schemes.names())}; see below")
     ap.add_argument("--receiver-options", default="",
                     help="comma list of [RECEIVER.]NAME=VALUE, e.g. 'steps=40,icdm.zeta_i=0.5'; a bare "
                          "NAME applies to every listed receiver that has it")
@@ -88,22 +93,22 @@ def parse_snr_list(text):
 
 
 def split_receiver_options(text, receivers):
-    """{receiver: options dict} from '[RECEIVER.]NAME=VALUE,...' (checked against each receiver)."""
-    from gnuradio.semcom.core.receivers import check_receiver, parse_options
+    """{receiver: options dict} from '[RECEIVER.]NAME=VALUE,...' (checked against each scheme)."""
+    from gnuradio.semcom.schemes import check, parse_options
     for r in receivers:
-        check_receiver(r)
+        check(r)
     out = {r: {} for r in receivers}
     for key, value in parse_options(text).items():
         target, dot, name = key.rpartition(".")
         if dot and target not in receivers:
             raise ValueError(f"--receiver-options {key}: {target!r} is not among --receiver")
-        takers = [target] if dot else [r for r in receivers if name in check_receiver(r).defaults]
+        takers = [target] if dot else [r for r in receivers if name in check(r).defaults]
         if not takers:
             raise ValueError(f"--receiver-options {key}: no listed receiver has an option {name!r}")
         for r in takers:
             out[r][name] = value
     for r in receivers:
-        check_receiver(r, out[r])  # types and names
+        check(r, out[r])  # types and names
     return out
 
 
@@ -134,7 +139,7 @@ def main(argv=None):
         from gnuradio.semcom.core.data import DataError
         from gnuradio.semcom.core.datasets import load_dataset
         from gnuradio.semcom.core.models import default_k, default_models
-        from gnuradio.semcom.core.receivers import check_receiver
+        from gnuradio.semcom.schemes import check as check_receiver
         from gnuradio.semcom.inference import get_backend
 
         snrs, sinrs = parse_snr_list(args.snr), parse_snr_list(args.sinr)
@@ -179,14 +184,14 @@ def main(argv=None):
             from gnuradio.semcom.inference.local import parse_server
             parse_server(server)  # the address and any CurveZMQ key files, checked before any work
         backend = get_backend(server, args.device, args.server_timeout)
-        server_priors, batch = None, BATCH
+        server_checkpoints, batch = None, BATCH
         if server:
             from gnuradio.semcom.inference.client import BackendUnavailable
             try:
                 info = backend.call({"op": "info"})[0]
             except BackendUnavailable as exc:
                 raise ValueError(f"--server: {exc}") from None
-            server_priors = set(info.get("priors", []))
+            server_checkpoints = set(info.get("checkpoints", []))
             if nfe_needed > info.get("max_nfe", nfe_needed):
                 raise ValueError(f"--receiver-options: a receiver costs up to {nfe_needed} network evaluations "
                                  f"per image, above the cap of the server at {server} ({info['max_nfe']}, "
@@ -214,16 +219,13 @@ def main(argv=None):
                                  f"the user {user} k = {infos[user]['k']}: they must share the channel symbol "
                                  "for symbol (pick models of the same k)")
             models[c] = (user, interferer if with_interferer else None, infos[user]["cbr"], infos[user]["k"])
-            # A diffusion receiver without its prior fails here, not as a run of lost images.
+            # A scheme without its checkpoints fails here, not as a run of lost images.
             for r in receivers:
-                if server_priors is None:
-                    check_receiver(r).check_priors(c, infos[user]["k"])
-                else:
-                    missing = [p for p in check_receiver(r).prior_names(c, infos[user]["k"]) if p not in server_priors]
-                    if missing:
-                        raise ValueError(f"receiver {r!r} needs the diffusion prior(s) {', '.join(missing)}, which "
-                                         f"the server at {server} does not have (it has: "
-                                         f"{', '.join(sorted(server_priors)) or 'none'})")
+                try:
+                    check_receiver(r).check_checkpoints(c, infos[user]["k"], user, images.shape[1:],
+                                                        available=server_checkpoints)
+                except CheckpointError as exc:
+                    raise ValueError(f"{exc} (server {server})" if server else str(exc)) from None
         out = check_out_dir(args.out)
     except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
@@ -235,7 +237,7 @@ def main(argv=None):
     from tqdm import tqdm
     from gnuradio.semcom.core import metrics
     from gnuradio.semcom.core.data import to_tensor
-    from gnuradio.semcom.core.version import run_record
+    from gnuradio.semcom.schemes import run_record
 
     total = len(points) * len(receivers) * len(images)
     bar = tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
@@ -249,11 +251,12 @@ def main(argv=None):
             bar.set_description(where)
             t0 = time.perf_counter()
             if args.engine == "batch":
-                from gnuradio.semcom.core.link_sim import simulate
+                from gnuradio.semcom.schemes.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
                                args.coherence, args.seed, batch_size=batch, progress=bar.update,
                                receiver_options=receiver_options[receiver])
                 nfe, error = res.nfe, (res.errors[0] if res.errors else None)
+                sent_cbr = res.symbols_per_image / images[0].size if res.symbols_per_image else None
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
                 per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
                        if len(res.kept) else {})
@@ -269,16 +272,16 @@ def main(argv=None):
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
                 _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
-                nfe, error = tb.rx.nfe, tb.first_error()
+                nfe, error, sent_cbr = tb.rx.nfe, tb.first_error(), tb.user_tx.encoder.cbr
                 bar.update(len(images))
             seconds = time.perf_counter() - t0
             n_ok = len(per.get("psnr_db", []))
             if lost:
                 error = error or "no block reported an error (see the log above)"
                 tqdm.write(f"run_link.py: {where}: lost {lost} of {len(images)} images: {error}", file=sys.stderr)
-            row = {"receiver": receiver, "channel": channel, "snr_db": snr,
+            row = {"receiver": receiver, "scheme": receiver, "channel": channel, "snr_db": snr,
                    "sinr_db": None if math.isinf(sinr) else sinr, "images": n_ok, "lost": lost,
-                   "cbr": round(cbr, 6), "psnr_db": metrics.mean_or_none(per.get("psnr_db")),
+                   "cbr": round(sent_cbr if sent_cbr is not None else cbr, 6), "psnr_db": metrics.mean_or_none(per.get("psnr_db")),
                    "ssim": metrics.mean_or_none(per.get("ssim")),
                    "ms_ssim": metrics.mean_or_none(per.get("ms_ssim")),
                    "lpips": metrics.mean_or_none(per.get("lpips")),

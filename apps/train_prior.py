@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from gnuradio.semcom.core.data import load_images
 from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
-from gnuradio.semcom.core.receivers import LATENT_SCALE
+from gnuradio.semcom.core.mapping import LATENT_SCALE
 from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT, eps_loss, save_prior
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 from gnuradio.semcom.inference.local import LocalBackend

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """ICDM benchmark and tuning: latent MSE, PSNR, SSIM, LPIPS, NFE and seconds per image of the
-diffusion receivers against MMSE, on CIFAR-10 with the shipped JSCC models and priors.
+diffusion receivers against both linear baselines (mmse, and the interference-aware lmmse),
+on CIFAR-10 with the shipped JSCC models and priors.
 
   # tables for docs/results_icdm.md (CIFAR-10 test):
   .venv/bin/python bench/bench_icdm.py --images 512 --json runs/icdm.json --markdown docs/results_icdm.md
@@ -28,12 +29,13 @@ from tqdm import tqdm
 from gnuradio.semcom.core import metrics
 from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
-from gnuradio.semcom.core.link_sim import equalized_batch
-from gnuradio.semcom.core.receivers import RECEIVERS
+from gnuradio.semcom import schemes
+from gnuradio.semcom.core.models import default_models
+from gnuradio.semcom.schemes.link_sim import equalized_batch
 from gnuradio.semcom.inference import get_backend
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
-RECEIVER_ORDER = ("mmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
+RECEIVER_ORDER = ("mmse", "lmmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
 # Not registered receivers: a registered one with options (what the learned priors add).
 VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"})}
 SLOW = ("icdm-pigdm", "icdm-dps")  # autograd through both priors: run on --slow-images
@@ -41,23 +43,23 @@ TRAIN_SPEC = "cifar10_train_batch3"  # training images (both priors' data lie in
 
 
 def prepare(backend, images, channel, snr, sinr, k, seed):
-    user, interferer = f"jscc_user_{channel}_k{k}", f"jscc_interferer_awgn_k{k}"
+    user, interferer = default_models(channel, k, images.shape[1:])
     gen = torch.Generator().manual_seed(seed)
-    x, xhat, ctx = equalized_batch(backend, images, np.ascontiguousarray(images[::-1]), channel, snr, sinr,
-                                   user, interferer, 1, gen)
-    return user, x, xhat, ctx
+    x, obs = equalized_batch(backend, images, np.ascontiguousarray(images[::-1]), channel, snr, sinr,
+                             user, interferer, 1, gen)
+    return user, x, obs.xhat, obs
 
 
-def run_receiver(name, xhat, ctx, options, chunk=256):
-    """(latents, nfe per image, seconds per image) in chunks of `chunk` images."""
+def run_receiver(backend, name, obs, options, chunk=256):
+    """(latents, nfe per image, seconds per image) of a DeepJSCC-family scheme's clean-up (the
+    receiver alone, no decoding) in chunks of `chunk` images."""
     out, nfe, t0 = [], 0, time.perf_counter()
-    for n, start in enumerate(range(0, len(xhat), chunk)):
-        sl = slice(start, start + chunk)
-        c = dataclasses.replace(ctx, w=ctx.w[sl], h=ctx.h[sl], options=options, seed=ctx.seed + n)
+    for n, start in enumerate(range(0, obs.n, chunk)):
+        c = dataclasses.replace(obs.take(slice(start, start + chunk)), options=options, seed=obs.seed + n)
         with torch.no_grad():
-            out.append(RECEIVERS[name](xhat[sl], c))
-        nfe = c.nfe
-    return torch.cat(out), nfe, (time.perf_counter() - t0) / len(xhat)
+            latents, nfe = schemes.get(name).clean(c, backend)
+        out.append(latents)
+    return torch.cat(out), nfe, (time.perf_counter() - t0) / obs.n
 
 
 def score(backend, user, latents, x, images, snr, with_images=True):
@@ -95,7 +97,7 @@ def tune(args, backend, images):
             per = {}
             for (c, s), (user, x, xhat, ctx) in prepared.items():
                 bar.set_description(f"{name} {options} {c} SINR {s:g}")
-                lat, nfe, sec = run_receiver(name, xhat, ctx, options)
+                lat, nfe, sec = run_receiver(backend, name, ctx, options)
                 per[f"{c}/{s:g}"] = score(backend, user, lat, x, images, args.snr, with_images=False)["latent_mse_db"]
                 bar.update(1)
             results[name].append({"options": options, "latent_mse_db": per, "mean_db": float(np.mean(list(per.values())))})
@@ -124,11 +126,13 @@ def bench(args, backend, images):
             bar.set_description(f"{name} {c} SINR {s:g}")
             n = min(len(images), args.slow_images) if name in SLOW else len(images)
             base, options = VARIANTS.get(name, (name, {}))
-            lat, nfe, sec = run_receiver(base, xhat[:n], ctx_slice(ctx, n), options)
+            lat, nfe, sec = run_receiver(backend, base, ctx.take(slice(0, n)), options)
             mmse_db = score(backend, user, xhat[:n], x[:n], images[:n], args.snr, False)["latent_mse_db"]
+            lmmse_db = score(backend, user, run_receiver(backend, "lmmse", ctx.take(slice(0, n)), {})[0], x[:n],
+                             images[:n], args.snr, False)["latent_mse_db"]
             r = score(backend, user, lat, x[:n], images[:n], args.snr)
             rows.append(dict(receiver=name, channel=c, sinr_db=s, images=n, nfe=nfe, s_per_image=sec,
-                             gain_db=mmse_db - r["latent_mse_db"], **r))
+                             gain_db=mmse_db - r["latent_mse_db"], gain_lmmse_db=lmmse_db - r["latent_mse_db"], **r))
             bar.update(1)
             print(json.dumps(rows[-1]), flush=True)
     bar.close()
@@ -137,17 +141,13 @@ def bench(args, backend, images):
         user, x, xhat, ctx = prepare(backend, images, c, args.snr, s, args.k, args.seed)
         for steps in args.nfe_sweep:
             n = len(images) if steps <= 100 else min(len(images), args.images_1000)
-            lat, nfe, sec = run_receiver("icdm", xhat[:n], ctx_slice(ctx, n), {"steps": steps})
+            lat, nfe, sec = run_receiver(backend, "icdm", ctx.take(slice(0, n)), {"steps": steps})
             lat_mmse = score(backend, user, xhat[:n], x[:n], images[:n], args.snr, False)["latent_mse_db"]
             r = score(backend, user, lat, x[:n], images[:n], args.snr, False)
             sweep.append(dict(channel=c, sinr_db=s, steps=steps, nfe=nfe, images=n, latent_mse_db=r["latent_mse_db"],
                               gain_db=lat_mmse - r["latent_mse_db"], s_per_image=sec))
             print(json.dumps(sweep[-1]), flush=True)
     return rows, sweep
-
-
-def ctx_slice(ctx, n):
-    return dataclasses.replace(ctx, w=ctx.w[:n], h=ctx.h[:n])
 
 
 def markdown(rows, sweep, commands, tune=None):
@@ -160,30 +160,38 @@ def markdown(rows, sweep, commands, tune=None):
     lines += [f"    .venv/bin/python {c.removeprefix('python ')}" for c in commands] + [""]
     lines += ["CIFAR-10 test images, SNR 20 dB, user `jscc_user_<channel>_k512`, interferer "
               "`jscc_interferer_awgn_k512` (the images walked backwards); one seeded channel draw per "
-              "point, shared by all receivers; receivers at their default options (`core/receivers.py`, "
+              "point, shared by all receivers; receivers at their default options (`schemes/`, "
               "tuned on training images, below). `icdm-pigdm` and `icdm-dps` backpropagate through both "
               "priors and ran on the first images only (column `n`); every gain is against mmse on the "
-              "same images. `icdm-gaussian` is `icdm` with `prior=gaussian`: the exact eps of a unit "
+              "same images, and against lmmse (the interference-aware linear MMSE, which knows the SINR) where "
+              "the run had it. `icdm-gaussian` is `icdm` with `prior=gaussian`: the exact eps of a unit "
               "Gaussian instead of the trained DiTs, i.e. what the guidance alone does. NFE: network "
               "evaluations per image (ICDM: one per prior per step). Latent MSE: relative to the latent "
               "power, dB. s/img: receiver wall time per image, CPU, while other jobs shared the 2 cores "
               "(compare within a table only). LPIPS: null (no AlexNet weights offline).", ""]
     for c in channels:
+        lmmse = any("gain_lmmse_db" in r for r in rows if r["channel"] == c)
+        extra = (" gain over lmmse (dB) |", "---|") if lmmse else ("", "")
         lines += [f"## {c.upper()}", "",
-                  "| receiver | SINR (dB) | n | latent MSE (dB) | gain over mmse (dB) | PSNR (dB) | SSIM | LPIPS | NFE | s/img |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| receiver | SINR (dB) | n | latent MSE (dB) | gain over mmse (dB) |" + extra[0]
+                  + " PSNR (dB) | SSIM | LPIPS | NFE | s/img |",
+                  "|---|---|---|---|---|" + extra[1] + "---|---|---|---|---|"]
         for r in (r for r in rows if r["channel"] == c):
+            over_lmmse = f" {fmt(r.get('gain_lmmse_db'), '+.2f')} |" if lmmse else ""
             lines.append(f"| {r['receiver']} | {r['sinr_db']:g} | {r['images']} | {r['latent_mse_db']:.2f} | "
-                         f"{r['gain_db']:+.2f} | {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
+                         f"{r['gain_db']:+.2f} |{over_lmmse} {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
                          f"{fmt(r['lpips'], '.3f')} | {r['nfe']} | {r['s_per_image']:.4f} |")
-        lines += ["", "Latent-MSE gain over mmse (dB):", "",
-                  "| receiver | " + " | ".join(f"SINR {s:g}" for s in sinrs) + " |", "|---|" + "---|" * len(sinrs)]
-        for name in names[1:]:
-            cells = []
-            for s in sinrs:
-                r = next((r for r in rows if (r["channel"], r["sinr_db"], r["receiver"]) == (c, s, name)), None)
-                cells.append("—" if r is None else f"{r['gain_db']:+.2f}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for key, base in (("gain_db", "mmse"), ("gain_lmmse_db", "lmmse")):
+            if key == "gain_lmmse_db" and not lmmse:
+                continue
+            lines += ["", f"Latent-MSE gain over {base} (dB):", "",
+                      "| receiver | " + " | ".join(f"SINR {s:g}" for s in sinrs) + " |", "|---|" + "---|" * len(sinrs)]
+            for name in (n for n in names if n not in ("mmse", base)):
+                cells = []
+                for s in sinrs:
+                    r = next((r for r in rows if (r["channel"], r["sinr_db"], r["receiver"]) == (c, s, name)), None)
+                    cells.append("—" if r is None or r.get(key) is None else f"{r[key]:+.2f}")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     for point in dict.fromkeys((r["channel"], r["sinr_db"]) for r in sweep):
         sel = [r for r in sweep if (r["channel"], r["sinr_db"]) == point]
@@ -207,7 +215,7 @@ def markdown(rows, sweep, commands, tune=None):
                       "| receiver | options | mean latent MSE (dB) |", "|---|---|---|"]
             channel = next(iter(doc["mmse_latent_mse_db"])).split("/")[0]  # keys are CHANNEL/SINR
             for name, runs in doc["grid"].items():
-                defaults = RECEIVERS[name].options(None, channel)
+                defaults = schemes.get(name).option_values(None, channel)
                 for r in runs:
                     is_default = all(defaults.get(k) == v for k, v in r["options"].items())
                     mark = " **(default)**" if is_default else (" (best here)" if r == doc["best"][name] else "")
@@ -251,7 +259,7 @@ def main():
         c, s = args.nfe_point.split(",")
         args.nfe_point = (c.strip(), float(s))
         for r in args.receivers:
-            if r not in RECEIVERS and r not in VARIANTS:
+            if r not in schemes.SCHEMES and r not in VARIANTS:
                 raise ValueError(f"unknown receiver {r!r}")
     except ValueError as exc:
         ap.error(str(exc))

@@ -59,6 +59,9 @@ if [ ! -f build/CMakeCache.txt ]; then
 fi
 cmake --build build -j"$(nproc)" 2>&1 | grep -E "error|warning: |Error" >&2 || true
 cmake --build build -j"$(nproc)" >/dev/null   # fails loudly if the first pass failed
+# A file removed from the source must not linger in the installed package (cmake --install
+# never deletes): the installed tree is rewritten whole.
+rm -rf "$venv/lib/python$pyver/site-packages/gnuradio/semcom"
 cmake --install build >/dev/null
 "$venv/bin/python" -c "from gnuradio import semcom" || { say "import of gnuradio.semcom failed"; exit 1; }
 say "ready: $venv (GNU Radio $("$venv/bin/python" -c 'from gnuradio import gr; print(gr.version())'))"

@@ -15,7 +15,7 @@ from gnuradio import blocks, gr
 
 from gnuradio import semcom
 from gnuradio.semcom.core.datasets import load_dataset
-from gnuradio.semcom.core.receivers import check_receiver
+from gnuradio.semcom.schemes import check as check_receiver
 from gnuradio.semcom.equalized_to_pdu import csi_pdu_merge
 from gnuradio.semcom.pdu_util import image_pdu
 
@@ -185,7 +185,7 @@ def test_sink_records_what_reproduces_the_run_with_normal_permissions(tmp_path):
     post_and_collect(sink, msgs, 1, out_port="ack")  # stopping the flowgraph writes the files
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     run = summary["run"]
-    assert run["receiver_options"] == check_receiver("icdm").options({"steps": "7"}, "rayleigh")
+    assert run["receiver_options"] == check_receiver("icdm").option_values({"steps": "7"}, "rayleigh")
     assert run["receiver_options"]["steps"] == 7 and "zeta_x" in run["receiver_options"]
     assert run["sinr_db"] is None and run["interferer_model"] is None  # no interferer, as run_link says
     assert run["server"] is None  # in-process

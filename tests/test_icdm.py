@@ -10,7 +10,9 @@ import pmt
 import pytest
 import torch
 
-from gnuradio.semcom.core import receivers as R
+from gnuradio.semcom import schemes
+from gnuradio.semcom.inference.local import LocalBackend
+from gnuradio.semcom.schemes.deepjscc import lemma1_observation
 from gnuradio.semcom.core.channel import transmit
 from gnuradio.semcom.core.equalizer import lemma1, mmse_equalize
 from gnuradio.semcom.core.mapping import complex_to_real
@@ -35,18 +37,27 @@ class GaussianEps(torch.nn.Module):
 
 @pytest.fixture
 def gaussian_priors(monkeypatch):
-    monkeypatch.setattr(R, "_prior", lambda *args: GaussianEps())
+    """Every in-process backend's diffusion priors are the analytic unit-Gaussian eps."""
+    monkeypatch.setattr(LocalBackend, "prior", lambda self, name: GaussianEps())
+
+
+MODELS = LocalBackend("cpu")  # what the schemes run their networks on
+
+
+def clean(name, obs):
+    """(latents, NFE) of a scheme's latent clean-up (the DeepJSCC family's receivers)."""
+    return schemes.get(name).clean(obs, MODELS)
 
 
 def gaussian_link(channel, snr=20.0, sinr=0.0, n=64, k=512, seed=0):
-    """Unit-power complex Gaussian user and interferer latents through the link: (x, xhat, ctx)."""
+    """Unit-power complex Gaussian user and interferer latents through the link: (x, xhat, obs)."""
     g = torch.Generator().manual_seed(seed)
     z, u = (torch.complex(torch.randn(n, k, generator=g), torch.randn(n, k, generator=g)) / math.sqrt(2)
             for _ in range(2))
     out = transmit(z, u, snr, sinr, channel, 1, generator=g)
     zhat, w = mmse_equalize(out.y, out.h, out.powers.signal_power, out.powers.noise_var)
-    ctx = R.LinkContext(w, out.h, out.powers, snr, sinr, channel)
-    return complex_to_real(z), complex_to_real(zhat), ctx
+    obs = schemes.Observation(zhat, w, out.h, out.powers, snr, sinr, channel)
+    return complex_to_real(z), complex_to_real(zhat), obs
 
 
 def lmmse_error(ctx):
@@ -58,7 +69,7 @@ def lmmse_error(ctx):
 
 
 def observation(ctx):
-    return R._observation(torch.zeros(1), ctx)
+    return lemma1_observation(ctx)
 
 
 # ------------------------------------------------------------------ guidance variants
@@ -156,11 +167,11 @@ def test_cddm_on_a_gaussian_prior_matches_its_closed_form(gaussian_priors):
     """A unit-Gaussian prior's probability-flow ODE is the identity, so CDDM returns its start
     sqrt(abar*) (x_u + n): per unit-variance dimension MSE = (1 - sqrt(abar*))^2 + (1 - abar*)."""
     x, xhat, ctx = gaussian_link("awgn", 20.0, 0.0, n=128)
-    out = R.RECEIVERS["cddm"](xhat, ctx)
+    out, nfe = clean("cddm", ctx)
     abar = S.alphas_cumprod[matched_step(observation(ctx), S)].item()
     expected = 0.5 * ((1 - abar ** 0.5) ** 2 + (1 - abar))  # physical latents: variance 1/2
     assert (out - x).square().mean().item() == pytest.approx(expected, rel=0.03)
-    assert ctx.nfe == min(R.CDDM_DEFAULTS["steps"], matched_step(observation(ctx), S) + 1)
+    assert nfe == min(schemes.get("cddm").defaults["steps"], matched_step(observation(ctx), S) + 1)
 
 
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
@@ -177,14 +188,14 @@ def test_icdm_receiver_on_gaussian_priors_against_lmmse(gaussian_priors, channel
     mmse = (xhat - x).square().mean().item()
     exact = {"steps": 40, "guided_corrector": True, "zeta_x": 1.0, "zeta_i": 1.0}  # the exact score at zeta = 1
     ctx.options = dict(exact, start="noise")
-    sample = R.RECEIVERS["icdm"](xhat, ctx)
+    sample, nfe = clean("icdm", ctx)
     err_noise = (sample - x).square().mean().item()
     assert err_noise == pytest.approx(2 * lmmse, rel=0.1)
-    assert ctx.nfe == 80
+    assert nfe == 80
     ctx.options = dict(exact, start="observation")
-    est = R.RECEIVERS["icdm"](xhat, ctx)
+    est, nfe = clean("icdm", ctx)
     err_obs = (est - x).square().mean().item()
-    assert ctx.nfe == 2 * len(S.timesteps(40, matched_step(observation(ctx), S)))
+    assert nfe == 2 * len(S.timesteps(40, matched_step(observation(ctx), S)))
     if channel == "awgn":
         assert err_obs == pytest.approx(lmmse, rel=0.05)
         assert lmmse < 0.55 * mmse
@@ -197,10 +208,10 @@ def test_receivers_are_seeded(gaussian_priors):
     """The random start is drawn from the context's seed: same seed, same latents."""
     _, xhat, ctx = gaussian_link("awgn", n=4)
     ctx.options = {"start": "noise", "steps": 5}
-    a = R.RECEIVERS["icdm"](xhat, ctx)
-    b = R.RECEIVERS["icdm"](xhat, ctx)
+    a, _ = clean("icdm", ctx)
+    b, _ = clean("icdm", ctx)
     ctx.seed = 1
-    c = R.RECEIVERS["icdm"](xhat, ctx)
+    c, _ = clean("icdm", ctx)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.allclose(a, c)
 
@@ -210,32 +221,32 @@ def test_gaussian_prior_option_is_the_analytic_unit_gaussian(gaussian_priors):
     _, xhat, ctx = gaussian_link("rayleigh", n=4)
     for name in ("icdm", "cddm"):
         ctx.options = {"steps": 6}
-        a = R.RECEIVERS[name](xhat, ctx)
+        a, _ = clean(name, ctx)
         ctx.options = {"steps": 6, "prior": "gaussian"}
-        torch.testing.assert_close(R.RECEIVERS[name](xhat, ctx), a, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(clean(name, ctx)[0], a, rtol=1e-4, atol=1e-5)
 
 
 def test_receiver_options_and_errors():
-    assert R.check_receiver("icdm", {"steps": "7", "guided_corrector": "true"}).options(
+    assert schemes.check("icdm", {"steps": "7", "guided_corrector": "true"}).option_values(
         {"steps": "7", "guided_corrector": "true"})["steps"] == 7
     with pytest.raises(ValueError, match="no option 'stepz'"):
-        R.check_receiver("icdm", {"stepz": 3})
+        schemes.check("icdm", {"stepz": 3})
     with pytest.raises(ValueError, match="must be a int"):
-        R.check_receiver("cddm", {"steps": "ten"})
+        schemes.check("cddm", {"steps": "ten"})
     with pytest.raises(ValueError, match="must be finite"):
-        R.check_receiver("icdm", {"zeta_x": "nan"})
+        schemes.check("icdm", {"zeta_x": "nan"})
     with pytest.raises(ValueError, match="must be one of noise, observation"):
-        R.check_receiver("icdm-dps", {"start": "middle"})
+        schemes.check("icdm-dps", {"start": "middle"})
     with pytest.raises(ValueError, match=">= 1"):
-        R.check_receiver("cddm", {"steps": 0})
+        schemes.check("cddm", {"steps": 0})
     with pytest.raises(ValueError, match="unknown receiver"):
-        R.check_receiver("magic")
+        schemes.check("magic")
     with pytest.raises(ValueError, match="NAME=VALUE"):
-        R.parse_options("steps=3,zeta")
-    assert R.parse_options(" steps = 3 , zeta_x=0.5") == {"steps": "3", "zeta_x": "0.5"}
+        schemes.parse_options("steps=3,zeta")
+    assert schemes.parse_options(" steps = 3 , zeta_x=0.5") == {"steps": "3", "zeta_x": "0.5"}
     from gnuradio.semcom.core.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="prior_user_awgn_k7"):
-        R.RECEIVERS["icdm"].check_priors("awgn", 7)
+        schemes.get("icdm").check_checkpoints("awgn", 7)
 
 
 # ------------------------------------------------------------------ the block
@@ -278,8 +289,9 @@ def test_icdm_canceller_block_equals_the_receiver_and_drops_bad_pdus(gaussian_pr
         assert pmt.to_long(pmt.dict_ref(pmt.car(msg), pmt.intern("image_id"), pmt.PMT_NIL)) == n
         assert not pmt.dict_has_key(pmt.car(msg), pmt.intern("w"))
         got = np.asarray(pmt.f32vector_elements(pmt.cdr(msg)))
-        one = R.LinkContext(ctx.w[n:n + 1], ctx.h[n:n + 1], ctx.powers, 20.0, 0.0, "awgn", {"steps": 6}, 5 + n)
-        ref = R.RECEIVERS["icdm"](xhat[n:n + 1], one)[0].numpy()
+        one = schemes.Observation(ctx.zhat[n:n + 1], ctx.w[n:n + 1], ctx.h[n:n + 1], ctx.powers, 20.0, 0.0, "awgn",
+                                  {"steps": 6}, 5 + n)
+        ref = clean("icdm", one)[0][0].numpy()
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert canceller.nfe == 12
 
@@ -338,7 +350,7 @@ def test_icdm_lowers_latent_mse_versus_mmse_on_cifar10(channel):
     On AWGN the trained priors must also beat the same sampler on exact unit-Gaussian priors
     (which alone give about the LMMSE's 3 dB) by at least 1 dB: they carry real structure."""
     from gnuradio.semcom.core.datasets import load_dataset
-    from gnuradio.semcom.core.link_sim import simulate
+    from gnuradio.semcom.schemes.link_sim import simulate
     from gnuradio.semcom.core.metrics import db_mean
     from gnuradio.semcom.inference import get_backend
     images = load_dataset(f"npz:{DATA / 'cifar10_test.npz'}[:32]").images

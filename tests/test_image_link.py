@@ -12,7 +12,7 @@ from gnuradio import semcom
 from gnuradio.semcom.core.checkpoint import CheckpointError
 from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
-from gnuradio.semcom.core.link_sim import simulate
+from gnuradio.semcom.schemes.link_sim import simulate
 from gnuradio.semcom.core import metrics
 from gnuradio.semcom.inference import get_backend
 from gnuradio.semcom.pdu_util import image_pdu

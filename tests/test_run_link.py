@@ -164,7 +164,8 @@ def test_rows_record_what_reproduces_them_files_are_0644_and_stale_plots_go(tmp_
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == 8
-    from gnuradio.semcom.core.receivers import CDDM_DEFAULTS
+    from gnuradio.semcom.schemes import get
+    CDDM_DEFAULTS = get("cddm").defaults
     from gnuradio.semcom.core.version import __version__
     for r in rows:
         assert r["receiver_options"] == ({} if r["receiver"] == "mmse" else dict(CDDM_DEFAULTS, steps=2))

@@ -63,21 +63,45 @@ def test_side_process_equals_in_process(server):
 def test_diffusion_receiver_on_the_server_equals_in_process(server):
     """The receive op runs any registered receiver: same latents and NFE as in-process."""
     import torch
-    from gnuradio.semcom.core.link_sim import equalized_batch
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
     client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
     imgs = load_dataset("sample").images
-    _, xhat, ctx = equalized_batch(local, imgs[:3], imgs[-3:], "rayleigh", 20.0, 0.0, "jscc_user_rayleigh_k512",
-                                   "jscc_interferer_awgn_k512", 1, torch.Generator().manual_seed(0))
+    _, ctx = equalized_batch(local, imgs[:3], imgs[-3:], "rayleigh", 20.0, 0.0, "jscc_user_rayleigh_k512",
+                             "jscc_interferer_awgn_k512", 1, torch.Generator().manual_seed(0))
     ctx.options = {"steps": 3, "start": "observation"}
-    remote = client.receive("icdm", xhat.numpy(), ctx)
-    assert ctx.nfe == 6
-    ctx.nfe = 0
-    np.testing.assert_allclose(remote, local.receive("icdm", xhat.numpy(), ctx), rtol=1e-4, atol=1e-5)
-    assert ctx.nfe == 6
+    remote = client.receive("icdm", ctx)
+    assert remote.nfe == 6
+    here = local.receive("icdm", ctx)
+    np.testing.assert_allclose(remote.latents, here.latents, rtol=1e-4, atol=1e-5)
+    assert here.nfe == 6
     ctx.options = {"steps": "many"}
     with pytest.raises(ServerError, match="bad_params"):
-        client.receive("icdm", xhat.numpy(), ctx)
+        client.receive("icdm", ctx)
     assert "prior_user_rayleigh_k512" in client.call({"op": "info"})[0]["priors"]
+
+
+def test_transmit_and_receive_ops_run_any_scheme_like_in_process(server):
+    """The generic ops: a scheme's transmitter and receiver on the server give what they give
+    in-process; the info lists every scheme with its option specs."""
+    from gnuradio.semcom import schemes
+    client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
+    imgs = load_dataset("sample").images[:4]
+    tx = schemes.TxContext(12.0, "awgn", USER)
+    remote, here = client.transmit("mmse", imgs, tx), local.transmit("mmse", imgs, tx)
+    np.testing.assert_allclose(remote.symbols.numpy(), here.symbols.numpy(), rtol=1e-5, atol=1e-6)
+    assert remote.symbols.shape == (4, 512)
+    info = client.call({"op": "info"})[0]
+    assert set(info["schemes"]) == set(schemes.names())
+    assert info["schemes"]["icdm"]["options"]["steps"]["default"] == 20
+    assert {USER, "prior_user_awgn_k512"} <= set(info["checkpoints"])
+    with pytest.raises(ServerError, match="bad_params"):
+        client.transmit("mmse", imgs, schemes.TxContext(12.0, "fog"))
+    with pytest.raises(ServerError, match="unknown_model"):
+        client.transmit("mmse", imgs, schemes.TxContext(12.0, "awgn", "jscc_nope"))
+    with pytest.raises(ServerError, match="unknown_receiver"):
+        client.transmit("nope", imgs, tx)
+    with pytest.raises(ServerError, match="bad_shape"):
+        client.transmit("mmse", imgs[:, :16], tx)
 
 
 def test_dynamic_batches_never_exceed_max_batch():

@@ -32,7 +32,9 @@ from .jscc_encoder import jscc_encoder  # noqa: E402,F401
 from .jscc_decoder import jscc_decoder  # noqa: E402,F401
 from .jscc_transmitter import jscc_transmitter  # noqa: E402,F401
 from .equalized_to_pdu import equalized_to_pdu  # noqa: E402,F401
-from .icdm_canceller import icdm_canceller  # noqa: E402,F401
+from .diffusion_receiver import diffusion_receiver, icdm_canceller  # noqa: E402,F401
+from .scheme_transmitter import scheme_encoder, scheme_transmitter  # noqa: E402,F401
+from .scheme_receiver import scheme_receiver  # noqa: E402,F401
 from .jscc_receiver import jscc_receiver  # noqa: E402,F401
 from .image_link import image_link  # noqa: E402,F401
 from .image_display import image_display  # noqa: E402,F401

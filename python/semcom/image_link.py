@@ -1,10 +1,11 @@
 """The simulated image link as a top block: the chain of grc/examples/image_link_*.grc.
 
-user images ─ jscc_transmitter ─┐                                   ┌─ image_sink
-                                ├─ fading_interference_channel_cc ─ mmse_equalizer_cc ─ jscc_receiver
+user images ─ scheme_transmitter ─┐                                   ┌─ image_sink
+                                  ├─ fading_interference_channel_cc ─ mmse_equalizer_cc ─ scheme_receiver
 interferer images ─ jscc_transmitter ─┘   (null source when SINR = inf)
 
-The receiver also gets the equalizer's weights w and the CSI h (used by cddm, icdm, ...).
+The scheme (`receiver`: any name of the scheme registry) picks both ends of the user's link;
+its receiver also gets the equalizer's weights w and the CSI h.
 """
 
 import math
@@ -15,8 +16,10 @@ from . import semcom_python as _cpp
 from .core.channel import link_powers
 from .image_sink import image_sink
 from .image_source import image_source
-from .jscc_receiver import jscc_receiver
+from .inference import get_backend
 from .jscc_transmitter import jscc_transmitter
+from .scheme_receiver import scheme_receiver
+from .scheme_transmitter import scheme_transmitter
 
 
 class image_link(gr.top_block):
@@ -28,12 +31,14 @@ class image_link(gr.top_block):
         gr.top_block.__init__(self, "image_link")
         powers = link_powers(snr_db, sinr_db)
         self.user_source = image_source(dataset, images, 0, "forward", max_in_flight, ack_timeout)
-        self.user_tx = jscc_transmitter(user_model, snr_db, 1.0, server, device)
+        k = get_backend(server, device).info(user_model)["k"]  # a missing model fails here
+        self.user_tx = scheme_transmitter(receiver, user_model, channel_type, snr_db, 1.0, receiver_options,
+                                          server, device)
         self.channel = _cpp.fading_interference_channel_cc(
             channel_type, coherence_len, snr_db, sinr_db, powers.signal_power, seed)
         self.equalizer = _cpp.mmse_equalizer_cc(powers.signal_power, powers.noise_var)
-        self.rx = jscc_receiver(user_model, snr_db, receiver, server, device, sinr_db, channel_type,
-                                receiver_options, seed)
+        self.rx = scheme_receiver(receiver, user_model, channel_type, k, snr_db, sinr_db, receiver_options, seed,
+                                  server, device)
         self.sink = image_sink(out_dir, with_lpips=with_lpips)
 
         self.msg_connect(self.user_source, "pdus", self.user_tx, "images")
@@ -60,13 +65,11 @@ class image_link(gr.top_block):
         self.msg_connect(self.sink, "ack", self.user_source, "ack")
 
     def neural_blocks(self):
-        """The blocks that run networks (encoders, receiver, decoder), upstream first."""
+        """The blocks that run networks (the transmitters, the receiver), upstream first."""
         blocks = [self.user_tx.encoder]
         if hasattr(self, "interferer_tx"):
             blocks.append(self.interferer_tx.encoder)
-        if self.rx.diffusion:
-            blocks.append(self.rx.canceller)
-        return blocks + [self.rx.decoder]
+        return blocks + [self.rx.receiver]
 
     def first_error(self):
         """The first failure any network block reported (e.g. a dead server), or None."""

@@ -13,7 +13,7 @@ from .core import metrics
 from .core.data import to_tensor
 from .core.mapping import complex_to_real
 from .core.plots import save_image_grid, write_text_atomic
-from .core.version import run_record
+from .schemes import run_record
 from .pdu_util import drops_on_error, meta_get, split_image_pdu, split_pdu
 
 

@@ -5,7 +5,13 @@ An encoder emits a real vector s of length 2k; the symbols are z = s[:k] + j s[k
 The scale is returned so a receiver that is told it can undo it.
 """
 
+import math
+
 import torch
+
+# Latents are power-normalised per image (mean |z|^2 = 1), so each real dimension has
+# variance 1/2; diffusion priors run on unit-variance latents: physical = LATENT_SCALE * diffusion.
+LATENT_SCALE = 1.0 / math.sqrt(2.0)
 
 
 def complex_to_real(z: torch.Tensor) -> torch.Tensor:

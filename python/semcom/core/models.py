@@ -34,7 +34,11 @@ def prior_name(role: str, channel_type: str, k: int) -> str:
 def prior_for(role: str, channel_type: str, k: int) -> Path:
     """The shipped diffusion prior of the user's latents ("user", trained on the user encoder
     for that channel) or of the interference ("interferer", channel gain folded in)."""
-    name = prior_name(role, channel_type, k)
+    return prior_path(prior_name(role, channel_type, k))
+
+
+def prior_path(name: str) -> Path:
+    """The shipped diffusion prior `name` (path without extension); CheckpointError if absent."""
     weights, _ = checkpoint_paths(CHECKPOINT_DIR / name)
     if not weights.exists():
         raise CheckpointError(f"{weights}: no shipped diffusion prior {name!r} "

@@ -21,17 +21,10 @@ def build_commit() -> Optional[str]:
 def run_record(run_info) -> dict:
     """What reproduces a run: `run_info` as given (receiver, receiver_options, channel,
     coherence, snr_db, sinr_db, user_model, interferer_model, k, seed, server, dataset, ...)
-    with the receiver's options resolved against its defaults (those of `prior_channel`,
-    else `channel`), an infinite SINR as null (no interferer; the interferer model then null
-    too), an empty server as null, and the module's version and build commit.
-    ValueError for an unknown receiver or bad options."""
-    from .receivers import check_receiver, parse_options
+    with an infinite SINR as null (no interferer; the interferer model then null too), an
+    empty server as null, and the module's version and build commit. (schemes.run_record
+    also resolves a scheme's options against its defaults.)"""
     run = dict(run_info or {})
-    if run.get("receiver"):
-        given = run.get("receiver_options") or {}
-        given = parse_options(given) if isinstance(given, str) else dict(given)
-        channel = run.get("prior_channel") or run.get("channel")
-        run["receiver_options"] = check_receiver(run["receiver"]).options(given, channel)
     if "sinr_db" in run and run["sinr_db"] is not None and math.isinf(float(run["sinr_db"])):
         run["sinr_db"] = None
         if "interferer_model" in run:

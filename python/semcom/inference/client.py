@@ -123,22 +123,21 @@ class ServerBackend:
                            [("latents", np.asarray(latents, np.float32))])
         return out["images"].copy()
 
-    def receive(self, receiver: str, xhat: np.ndarray, ctx) -> np.ndarray:
-        """Run a registered receiver on the server (see LocalBackend.receive)."""
-        result, out = self.call({"op": "receive", "receiver": receiver, "params": receive_params(ctx)},
-                                [("xhat", np.asarray(xhat, np.float32)),
-                                 ("w", ctx.w.numpy().astype(np.complex64)),
-                                 ("h", ctx.h.numpy().astype(np.complex64))])
-        ctx.nfe = int(result.get("nfe", 0))
-        return out["latents"].copy()
+    def transmit(self, scheme: str, images: np.ndarray, tx):
+        """A scheme's transmitter on the server (see LocalBackend.transmit)."""
+        from ..schemes import Transmission
+        params, arrays = tx.to_wire()
+        result, out = self.call({"op": "transmit", "scheme": scheme, "params": params},
+                                [("images", np.asarray(images, np.uint8))] + arrays)
+        if "symbols" not in out:
+            raise ServerError("bad_reply", "a transmit reply without 'symbols'")
+        return Transmission.from_wire(result, out)
 
-
-def receive_params(ctx) -> dict:
-    """The JSON params of a receive request for a LinkContext (inf SINR: left out)."""
-    p = ctx.powers
-    params = {"snr_db": float(ctx.snr_db), "signal_power": p.signal_power, "noise_var": p.noise_var,
-              "interference_power": p.interference_power, "channel_type": ctx.channel_type,
-              "options": dict(ctx.options), "seed": int(ctx.seed)}
-    if np.isfinite(ctx.sinr_db):
-        params["sinr_db"] = float(ctx.sinr_db)
-    return params
+    def receive(self, scheme: str, obs):
+        """A scheme's receiver on the server (see LocalBackend.receive)."""
+        from ..schemes import Result
+        params, arrays = obs.to_wire()
+        result, out = self.call({"op": "receive", "scheme": scheme, "params": params}, arrays)
+        if "images" not in out:
+            raise ServerError("bad_reply", "a receive reply without 'images'")
+        return Result.from_wire(result, out)

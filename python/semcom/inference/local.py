@@ -27,6 +27,7 @@ class LocalBackend:
     def __init__(self, device: str = ""):
         self.device = torch.device(device or default_device())
         self._models: Dict[str, tuple] = {}
+        self._priors: Dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
 
     def _get(self, name: str):
@@ -63,19 +64,37 @@ class LocalBackend:
         x = torch.from_numpy(latents).to(self.device)
         return to_uint8(model.decode(x, float(snr_db)).cpu())
 
+    # ---- what schemes call besides encode and decode (schemes.base: `models`)
+    def prior(self, name: str):
+        """The diffusion prior `name` on this device (no gradients w.r.t. its weights:
+        PiGDM/DPS differentiate w.r.t. inputs only)."""
+        with self._lock:
+            if name not in self._priors:
+                from ..core.models import prior_path
+                from ..diffusion.dit import load_prior
+                model, _ = load_prior(prior_path(name))
+                self._priors[name] = model.requires_grad_(False).to(self.device)
+            return self._priors[name]
+
+    # ---- schemes
+    def transmit(self, scheme: str, images: np.ndarray, tx):
+        """schemes.Transmission of the registered scheme `scheme` for uint8 images (N, H, W, C)
+        and a schemes.TxContext."""
+        from .. import schemes
+        s = schemes.check(scheme, tx.options, tx.channel_type)
+        images = np.asarray(images)
+        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[0] < 1:
+            raise ValueError(f"transmit needs uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+        return s.transmit(self, images, tx)
+
     @torch.no_grad()
-    def receive(self, receiver: str, xhat: np.ndarray, ctx) -> np.ndarray:
-        """Latents float32 (N, 2k) from the registered receiver `receiver` given the equalized
-        latents xhat float32 (N, 2k) and a core.receivers.LinkContext (its nfe is set)."""
-        from ..core.receivers import check_receiver
-        rec = check_receiver(receiver, ctx.options)
-        xhat = np.asarray(xhat, dtype=np.float32)
-        if xhat.ndim != 2 or xhat.shape[1] != 2 * ctx.w.shape[-1] or ctx.w.shape != ctx.h.shape \
-                or ctx.w.shape[0] != xhat.shape[0]:
-            raise ValueError(f"receive needs xhat (N, 2k) with w and h (N, k), got {xhat.shape}, "
-                             f"{tuple(ctx.w.shape)}, {tuple(ctx.h.shape)}")
-        x = torch.from_numpy(xhat).to(self.device)
-        return rec(x, ctx).float().cpu().numpy()
+    def receive(self, scheme: str, obs):
+        """schemes.Result of the registered scheme `scheme` for a schemes.Observation."""
+        from dataclasses import replace
+        from .. import schemes
+        s = schemes.check(scheme, obs.options, obs.channel_type)
+        obs = replace(obs, zhat=obs.zhat.to(self.device))
+        return s.receive(self, obs)
 
 
 _SHARED: Dict[str, LocalBackend] = {}

@@ -2,7 +2,9 @@
 
     python -m gnuradio.semcom.inference.server [--bind tcp://127.0.0.1:5557] [--device cuda]
 
-Ops: ping, info, encode, decode, receive (see protocol.py for the wire format). Requests
+Ops: ping, info, encode, decode (a JSCC model), transmit and receive (any registered scheme,
+in its one wire form: schemes.TxContext / Observation / Result); see protocol.py for the
+framing. Requests
 of the same op, model and parameters that arrive within `max_wait_ms` are run as one batch
 of up to `max_batch` items (dynamic batching) on a worker thread, so ping and info are
 answered while a batch runs. A receive costing more than `max_nfe` network evaluations
@@ -55,7 +57,7 @@ OPTION_RANGES = {"max_batch": (1, 4096), "max_wait_ms": (0, 60_000), "max_bytes"
                  "max_request_nfe": (1, 10 ** 12), "max_pending": (1, 10 ** 6),
                  "max_pending_bytes": (1024, 2 ** 40)}
 SNR_RANGE_DB = (0.0, 20.0)  # the range the shipped models were trained on
-ARRAYS = {"encode": {"images"}, "decode": {"latents"}, "receive": {"xhat", "w", "h"}}
+ARRAYS = {"encode": {"images"}, "decode": {"latents"}, "transmit": {"images"}, "receive": {"xhat", "w", "h"}}
 
 
 def is_loopback(address: str) -> bool:
@@ -195,6 +197,7 @@ class InferenceServer:
             self._wake.setsockopt(zmq.LINGER, 0)
             self._wake.bind(self._wake_address)
             self.models = self._models_info()  # load every shipped model now: fail early, answer fast
+            self._checkpoints = {n for n, m in self.models.items() if "error" not in m} | set(list_priors())
             if self.models and all("error" in m for m in self.models.values()):
                 raise ValueError(f"no model loads on {device}: {next(iter(self.models.values()))['error']}")
         except BaseException:
@@ -230,12 +233,12 @@ class InferenceServer:
                          "snr_range_db": list(SNR_RANGE_DB)}
         return out
 
-    def _receivers_info(self):
-        from ..core.receivers import RECEIVERS
-        return {n: {"description": r.description, "options": r.defaults, "channel_defaults": r.channel_defaults}
-                for n, r in RECEIVERS.items()}
+    def _schemes_info(self):
+        from .. import schemes
+        return {n: schemes.get(n).describe() for n in schemes.names()}
 
     def _info(self):
+        from .. import schemes
         return {"protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
                 "cpu_threads": torch.get_num_threads(),
                 "max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000,
@@ -243,7 +246,8 @@ class InferenceServer:
                 "max_request_items": self.max_request_items, "max_request_nfe": self.max_request_nfe,
                 "max_pending": self.max_pending, "max_pending_bytes": self.max_pending_bytes,
                 "curve": self.curve, "client_auth": self.client_auth,
-                "models": self.models, "receivers": self._receivers_info(), "priors": list_priors()}
+                "models": self.models, "schemes": self._schemes_info(), "receivers": schemes.names(),
+                "priors": list_priors(), "checkpoints": sorted(set(self.models) | set(list_priors()))}
 
     @staticmethod
     def _number(params, key, default=None, low=-math.inf, finite=True):
@@ -260,7 +264,7 @@ class InferenceServer:
         if op in ("ping", "info"):
             return None
         if not isinstance(op, str) or op not in ARRAYS:
-            raise BadRequest("unknown_op", f"unknown op {op!r:.40} (ping, info, encode, decode, receive)")
+            raise BadRequest("unknown_op", f"unknown op {op!r:.40} (ping, info, encode, decode, transmit, receive)")
         params = header.get("params", {})
         if not isinstance(params, dict):
             raise BadRequest("bad_params", "'params' must be an object")
@@ -282,47 +286,57 @@ class InferenceServer:
                 raise BadRequest("bad_shape", "empty batch")
             self._check_items(a.shape[0])
             return (op, model, float(snr)), a.shape[0]
-        from ..core.channel import CHANNEL_TYPES
-        from ..core.receivers import RECEIVERS
-        name = header.get("receiver")
-        if not isinstance(name, str) or name not in RECEIVERS:
-            raise BadRequest("unknown_receiver", f"unknown receiver {name!r:.80}")
-        for key in ("noise_var", "signal_power", "interference_power"):
-            self._number(params, key, low=0)
-        self._number(params, "sinr_db", math.inf, finite=False)
-        channel_type = params.get("channel_type", "awgn")
-        if not isinstance(channel_type, str) or channel_type not in CHANNEL_TYPES:
-            raise BadRequest("bad_params", f"'params.channel_type' must be one of {CHANNEL_TYPES}")
-        seed = params.get("seed", 0)
-        if not protocol.is_int(seed) or not 0 <= seed < 2 ** 63:
-            raise BadRequest("bad_params", "'params.seed' must be an integer >= 0")
-        options = params.get("options", {})
-        if not isinstance(options, dict):
-            raise BadRequest("bad_params", "'params.options' must be an object")
-        rec = RECEIVERS[name]
+        from .. import schemes
+        name = header.get("scheme", header.get("receiver"))  # "receiver": the name before schemes
+        if not isinstance(name, str) or name not in schemes.SCHEMES:
+            raise BadRequest("unknown_receiver", f"unknown scheme {name!r:.80}")
+        scheme = schemes.get(name)
+        if op == "transmit":
+            return self._check_transmit(scheme, params, arrays)
         try:
-            nfe = rec.max_nfe(options, channel_type)
+            fields = schemes.Observation.params_from_wire(params)
+            nfe = scheme.max_nfe(fields["options"], fields["channel_type"])
         except ValueError as exc:
             raise BadRequest("bad_params", str(exc)) from None
         if nfe > self.max_nfe:  # checked before any work: one request must not hold every client up
-            raise BadRequest("too_costly", f"receiver {name!r} with these options costs up to {nfe} network "
+            raise BadRequest("too_costly", f"scheme {name!r} with these options costs up to {nfe} network "
                                            f"evaluations per image; this server's cap is {self.max_nfe} (--max-nfe)")
-        x, w, h = arrays.get("xhat"), arrays.get("w"), arrays.get("h")
-        if (set(arrays) != ARRAYS[op] or x.dtype != np.float32 or x.ndim != 2 or x.shape[0] < 1
-                or x.shape[1] < 2 or x.shape[1] % 2 or w.dtype != np.complex64 or w.shape != (x.shape[0], x.shape[1] // 2)
-                or h.dtype != np.complex64 or h.shape != w.shape):
-            raise BadRequest("bad_shape", "receive needs 'xhat' float32 (N, 2k), 'w' and 'h' complex64 (N, k)")
         try:
-            rec.check_priors(channel_type, x.shape[1] // 2)
-        except ValueError as exc:  # no prior for this k: refused now rather than failing in the batch
+            obs = schemes.Observation.from_wire(params, arrays)
+            # no checkpoint for this k (or model): refused now rather than failing in the batch
+            scheme.check_checkpoints(obs.channel_type, obs.k, obs.model, available=self._checkpoints)
+        except ValueError as exc:
             raise BadRequest("bad_shape", str(exc)) from None
-        n = x.shape[0]
+        n = obs.n
         self._check_items(n)
         if n * nfe > self.max_request_nfe:  # the per-image cap alone lets 64 MiB of images hold the worker
             raise BadRequest("too_costly", f"{n} images at up to {nfe} network evaluations each cost up to "
                                            f"{n * nfe}; this server's cap per request is {self.max_request_nfe} "
                                            "(--max-request-nfe): send fewer images per request")
-        return (op, name, json.dumps(params, sort_keys=True), x.shape[1]), x.shape[0]
+        return (op, name, json.dumps(params, sort_keys=True), obs.k), n
+
+    def _check_transmit(self, scheme, params, arrays):
+        from .. import schemes
+        try:
+            tx = schemes.TxContext.from_wire(params, {k: v for k, v in arrays.items() if k == "csi"})
+        except ValueError as exc:
+            raise BadRequest("bad_params", str(exc)) from None
+        images = arrays.get("images")
+        if set(arrays) - {"csi"} != {"images"} or images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] < 1:
+            raise BadRequest("bad_shape", "transmit needs 'images' uint8 (N, H, W, C) (and 'csi' complex64 (N, k) "
+                                          "when the scheme asks for it)")
+        try:
+            model = tx.model or scheme.default_model(tx.channel_type, None, images.shape[1:])
+            scheme.check_checkpoints(tx.channel_type, None, model, images.shape[1:], available=self._checkpoints)
+        except ValueError as exc:
+            raise BadRequest("unknown_model", str(exc)) from None
+        info = self.models.get(model, {})
+        if "image_shape" in info and tuple(info["image_shape"]) != images.shape[1:]:
+            raise BadRequest("bad_shape", f"model {model} takes images {tuple(info['image_shape'])}, got {images.shape[1:]}")
+        if tx.csi is not None and (tx.csi.ndim != 2 or tx.csi.shape[0] != images.shape[0]):
+            raise BadRequest("bad_shape", f"'csi' must be complex64 ({images.shape[0]}, k)")
+        self._check_items(images.shape[0])
+        return ("transmit", scheme.name, json.dumps(params, sort_keys=True), model), images.shape[0]
 
     def _check_items(self, n):
         if n > self.max_request_items:  # one request runs alone, holding every other client up
@@ -339,23 +353,28 @@ class InferenceServer:
             out = self.backend.decode(key[1], np.concatenate([r.arrays["latents"] for r in items]), key[2])
             name, result = "images", None
         else:
-            from ..core.channel import LinkPowers
-            from ..core.receivers import LinkContext
+            from .. import schemes
             params = json.loads(key[2])
-            cat = lambda n: np.concatenate([r.arrays[n] for r in items])
-            ctx = LinkContext(w=torch.from_numpy(cat("w")), h=torch.from_numpy(cat("h")),
-                              powers=LinkPowers(params["signal_power"], params["noise_var"], params["interference_power"]),
-                              snr_db=params["snr_db"], sinr_db=params.get("sinr_db", math.inf),
-                              channel_type=params.get("channel_type", "awgn"), options=params.get("options", {}),
-                              seed=params.get("seed", 0))
-            out = self.backend.receive(key[1], cat("xhat"), ctx)
-            name, result = "latents", {"nfe": ctx.nfe}
+            cat = lambda name: np.concatenate([r.arrays[name] for r in items])
+            if op == "transmit":
+                names = ["images"] + (["csi"] if "csi" in items[0].arrays else [])
+                tx = schemes.TxContext.from_wire(params, {n: cat(n) for n in names if n == "csi"})
+                result, arrays = self.backend.transmit(key[1], cat("images"), tx).to_wire()
+            else:
+                obs = schemes.Observation.from_wire(params, {n: cat(n) for n in ARRAYS["receive"]})
+                result, arrays = self.backend.receive(key[1], obs).to_wire()
+            return self._split_replies(items, result, arrays)
+        return self._split_replies(items, None, [(name, out)])
+
+    @staticmethod
+    def _split_replies(items, result, arrays):
+        """[(route, reply frames)]: each request gets its rows of every array."""
         replies, start = [], 0
         for r in items:
             reply = {"ok": True, "id": r.id}
             if result is not None:
                 reply["result"] = result
-            replies.append((r.route, protocol.pack(reply, [(name, out[start:start + r.n])])))
+            replies.append((r.route, protocol.pack(reply, [(n, a[start:start + r.n]) for n, a in arrays])))
             start += r.n
         return replies
 

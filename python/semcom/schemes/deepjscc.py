@@ -1,0 +1,109 @@
+"""The DeepJSCC family: one transmitter (JSCC encoder, power-normalised complex map) and
+receivers that clean the equalized latent before the same JSCC decoder.
+
+    transmit: images --encoder(snr)--> s (N, 2k) --to_symbols(P)--> z (N, k)
+    receive:  zhat (MMSE-equalized) --clean()--> latents (N, 2k) --decoder(snr)--> images
+
+A member scheme only says how it cleans (`clean(obs, models) -> (latents, nfe)`) and which
+diffusion priors it needs (`priors`: roles "user", "interferer"); this module also holds the
+glue between the link and the diffusion core (semcom.diffusion): the Lemma-1 observation,
+the priors' eps functions and their training schedule.
+"""
+
+import torch
+
+from ..core.equalizer import lemma1
+from ..core.mapping import LATENT_SCALE, to_symbols
+from ..core.models import default_k, default_models, prior_name
+from .base import Observation, Option, Result, Scheme, Transmission, TxContext
+
+MNIST_SHAPE = (28, 28, 1)
+
+
+class DeepJSCCScheme(Scheme):
+    family = "deepjscc"
+    priors: tuple = ()   # roles of the diffusion priors it needs ("user", "interferer")
+
+    def default_model(self, channel_type, k, image_shape=None):
+        """The shipped user JSCC model for the channel and k (28x28 grey where k is the
+        shipped grey models' k and no image shape says otherwise)."""
+        if image_shape is None:
+            image_shape = MNIST_SHAPE if k == default_k(MNIST_SHAPE) else (32, 32, 3)
+        return default_models(channel_type, k or default_k(image_shape), image_shape)[0]
+
+    def prior_names(self, channel_type, k) -> list:
+        return [prior_name(role, channel_type, k) for role in self.priors]
+
+    def checkpoints(self, channel_type, k, model="", image_shape=None):
+        """The JSCC model, and the priors (for the receiver: `k` given)."""
+        model = model or self.default_model(channel_type, k, image_shape)
+        return [model] + (self.prior_names(channel_type, k) if k else [])
+
+    def max_nfe(self, given=None, channel_type=None):
+        """Each sampler step evaluates each prior once (fewer steps run where the start step
+        is early); 0 without priors."""
+        return len(self.priors) * int(self.option_values(given, channel_type).get("steps", 0))
+
+    def transmit(self, models, images, tx: TxContext) -> Transmission:
+        model = tx.model or self.default_model(tx.channel_type, None, images.shape[1:])
+        s = torch.from_numpy(models.encode(model, images, float(tx.snr_db)))
+        z, _ = to_symbols(s, tx.power)
+        return Transmission(z)
+
+    def receive(self, models, obs: Observation) -> Result:
+        latents, nfe = self.clean(obs, models)
+        latents = latents.float().cpu().numpy()
+        images = models.decode(obs.model or self.default_model(obs.channel_type, obs.k), latents, float(obs.snr_db))
+        return Result(images=images, latents=latents, nfe=nfe)
+
+    def clean(self, obs: Observation, models):
+        """(latents (N, 2k) for the decoder, network evaluations per image)."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- diffusion glue
+def lemma1_observation(obs: Observation, device=None):
+    """The Lemma-1 model xhat = A x + B i + C e of an observation, on unit-variance diffusion
+    latents (physical = LATENT_SCALE * diffusion), for the diffusion core."""
+    from ..diffusion.guidance import LinearObservation
+    p, dev = obs.powers, device or obs.zhat.device
+    l1 = lemma1(obs.w.to(dev), obs.h.to(dev), p.signal_power, p.interference_power, p.noise_var)
+    return LinearObservation(l1.a, l1.b, l1.c, LATENT_SCALE, LATENT_SCALE)
+
+
+def prior_schedule():
+    from ..diffusion.schedule import VPSchedule
+    return VPSchedule.linear()  # the priors' training schedule (apps/train_prior.py)
+
+
+def prior_eps(models, role, obs: Observation, kind, schedule):
+    """The eps function of a prior: the shipped DiT ("dit"), or the exact eps of a unit
+    Gaussian ("gaussian", sigma_t x_t: a baseline that shows what the learned prior adds)."""
+    if kind == "gaussian":
+        return lambda x, t: schedule.sigma(t).item() * x
+    model = models.prior(prior_name(role, obs.channel_type, obs.k))
+
+    def eps(x, t):
+        return model(x, torch.full((x.shape[0],), int(t), device=x.device))
+    return eps
+
+
+# Options every diffusion receiver of the family has.
+def sampler_options(steps, zeta=None, start=False, guided_corrector=False):
+    out = [Option("steps", steps, "sampler steps (network evaluations per prior)", minimum=1),
+           Option("order", 2, "UniPC order", minimum=1),
+           Option("variant", "bh2", "UniPC variant", choices=("bh1", "bh2")),
+           Option("prior", "dit", "dit: the shipped prior; gaussian: a unit Gaussian (the control)",
+                  choices=("dit", "gaussian"))]
+    if zeta is not None:
+        (zx, zi), per_channel = zeta
+        out += [Option("zeta_x", zx, "guidance weight of the signal chain",
+                       channel_defaults=tuple((c, v[0]) for c, v in per_channel.items())),
+                Option("zeta_i", zi, "guidance weight of the interference chain",
+                       channel_defaults=tuple((c, v[1]) for c, v in per_channel.items()))]
+    if start:
+        out.append(Option("start", "observation", "chains start from the observation at the matched step, "
+                          "or from N(0, I) at T-1", choices=("noise", "observation")))
+    if guided_corrector is not None and start:
+        out.append(Option("guided_corrector", guided_corrector, "the corrector uses the guided eps too"))
+    return tuple(out)

@@ -1,0 +1,52 @@
+"""icdm and its ablations: ICDM's receiver on the DeepJSCC link. Two diffusion priors (the
+user's latents, the interference) sampled jointly by UniPC with likelihood guidance on the
+Lemma-1 observation (diffusion/icdm.py): "icdm" with ICDM's Gaussian surrogate, and the
+ablations "icdm-pigdm", "icdm-dps" (autograd through both priors) and "icdm-projection"
+(least-norm projection onto the observation instead of a likelihood)."""
+
+import torch
+
+from ..core.mapping import LATENT_SCALE
+from . import register
+from .deepjscc import DeepJSCCScheme, lemma1_observation, prior_eps, prior_schedule, sampler_options
+
+
+class ICDM(DeepJSCCScheme):
+    priors = ("user", "interferer")
+
+    def __init__(self, name, guidance, description, zeta, per_channel=None):
+        self.name, self.guidance, self.description = name, guidance, description
+        self.options = sampler_options(steps=20, zeta=(zeta, per_channel or {}), start=True)
+
+    def clean(self, obs, models):
+        from ..diffusion.icdm import icdm_sample
+        from ..diffusion.matched_start import matched_start, matched_step
+        opt = self.option_values(obs.options, obs.channel_type)
+        schedule, lin, xhat = prior_schedule(), lemma1_observation(obs), obs.xhat
+        gen = torch.Generator().manual_seed(obs.seed)
+        eps_x = prior_eps(models, "user", obs, opt["prior"], schedule)
+        eps_i = prior_eps(models, "interferer", obs, opt["prior"], schedule)
+        if opt["start"] == "noise":
+            start = schedule.num_steps - 1
+            x_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
+            i_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
+        else:
+            start = matched_step(lin, schedule, "x")
+            x_T = matched_start(lin, xhat, schedule, start, "x", gen)
+            i_T = matched_start(lin, xhat, schedule, start, "i", gen)
+        x0, _ = icdm_sample(eps_x, eps_i, lin, xhat, schedule, x_T, i_T, opt["steps"], opt["order"],
+                            opt["variant"], opt["zeta_x"], opt["zeta_i"], opt["guided_corrector"],
+                            self.guidance, start)
+        return LATENT_SCALE * x0, 2 * len(schedule.timesteps(opt["steps"], start))
+
+
+# Guidance weights tuned on 96 CIFAR-10 training images at SNR 20 dB, SINR 0 dB, per channel
+# type for icdm (the optima differ), on Rayleigh for the ablations (bench/bench_icdm.py
+# --tune; the grids and their results: docs/results_icdm.md).
+register(ICDM("icdm", "gaussian", "two diffusion priors (signal, interference) sampled jointly by UniPC "
+              "with Gaussian-surrogate likelihood guidance", (1.0, 2.0),
+              {"awgn": (2.0, 0.5), "rayleigh": (1.0, 2.0)}))
+register(ICDM("icdm-pigdm", "pigdm", "ICDM ablation: PiGDM guidance (autograd through the priors)", (1.0, 1.0)))
+register(ICDM("icdm-dps", "dps", "ICDM ablation: DPS guidance (autograd, residual-normalised)", (3.0, 3.0)))
+register(ICDM("icdm-projection", "projection",
+              "ICDM ablation: least-norm projection onto the observation instead of a likelihood", (2.0, 2.0)))
