@@ -8,6 +8,7 @@
 #include "fading_interference_channel_cc_impl.h"
 #include "link_powers.h"
 #include "cmd_message.h"
+#include "fading_draw.h"
 #include <gnuradio/io_signature.h>
 #include <cmath>
 #include <stdexcept>
@@ -20,15 +21,6 @@ const pmt::pmt_t CMD_PORT = pmt::mp("cmd");
 const pmt::pmt_t SNR_KEY = pmt::mp("snr_db");
 const pmt::pmt_t SINR_KEY = pmt::mp("sinr_db");
 
-bool parse_channel_type(const std::string& type)
-{
-    if (type == "awgn")
-        return false;
-    if (type == "rayleigh")
-        return true;
-    throw std::invalid_argument("unknown channel type '" + type +
-                                "' (expected 'awgn' or 'rayleigh')");
-}
 } // namespace
 
 fading_interference_channel_cc::sptr
@@ -51,7 +43,7 @@ fading_interference_channel_cc_impl::fading_interference_channel_cc_impl(
     double signal_power,
     uint64_t seed)
     : gr::sync_block("fading_interference_channel_cc",
-                     gr::io_signature::make(2, 2, sizeof(gr_complex)),
+                     gr::io_signature::make(2, 3, sizeof(gr_complex)),
                      gr::io_signature::make(2, 2, sizeof(gr_complex))),
       d_rayleigh(parse_channel_type(channel_type)),
       d_coherence_len(coherence_len),
@@ -62,12 +54,11 @@ fading_interference_channel_cc_impl::fading_interference_channel_cc_impl(
       d_g(1.0f, 0.0f),
       d_block_pos(0)
 {
-    if (coherence_len < 1)
-        throw std::invalid_argument("coherence length must be >= 1 symbol, got " +
-                                    std::to_string(coherence_len));
+    check_coherence_len(coherence_len);
     update_powers(snr_db, sinr_db, false);
 
-    // Input 0 tags go to both outputs (done in work); interferer tags are dropped.
+    // Input 0 tags go to both outputs (done in work); interferer (and external h) tags
+    // are dropped.
     set_tag_propagation_policy(TPP_DONT);
 
     message_port_register_in(CMD_PORT);
@@ -141,14 +132,6 @@ void fading_interference_channel_cc_impl::handle_cmd(const pmt::pmt_t& msg)
     }
 }
 
-gr_complex fading_interference_channel_cc_impl::draw_cn01()
-{
-    constexpr float inv_sqrt2 = 0.70710678118654752f;
-    const float re = d_normal(d_rng);
-    const float im = d_normal(d_rng);
-    return gr_complex(re * inv_sqrt2, im * inv_sqrt2);
-}
-
 int fading_interference_channel_cc_impl::work(int noutput_items,
                                               gr_vector_const_void_star& input_items,
                                               gr_vector_void_star& output_items)
@@ -157,14 +140,20 @@ int fading_interference_channel_cc_impl::work(int noutput_items,
     const auto* u = static_cast<const gr_complex*>(input_items[1]);
     auto* y = static_cast<gr_complex*>(output_items[0]);
     auto* h_out = static_cast<gr_complex*>(output_items[1]);
+    // Optional input 2: the user's fading from outside (GNU Radio connects inputs
+    // contiguously from 0, so a third item means input 2 is connected).
+    const auto* h_ext =
+        input_items.size() > 2 ? static_cast<const gr_complex*>(input_items[2]) : nullptr;
 
     gr::thread::scoped_lock lock(d_setlock);
     const float a_s = d_sig_amp, a_i = d_int_amp, a_n = d_noise_amp;
 
     for (int i = 0; i < noutput_items; i++) {
+        // The own h is drawn even when it comes from outside, so that the draws of g
+        // and n are the same whether input 2 is connected or not.
         if (d_rayleigh && d_block_pos == 0) {
-            d_h = draw_cn01();
-            d_g = draw_cn01();
+            d_h = draw_cn01(d_rng, d_normal);
+            d_g = draw_cn01(d_rng, d_normal);
         }
         if (++d_block_pos == static_cast<uint64_t>(d_coherence_len))
             d_block_pos = 0;
@@ -172,8 +161,9 @@ int fading_interference_channel_cc_impl::work(int noutput_items,
         // fading sequence, does not depend on SNR.
         const float nr = d_normal(d_rng);
         const float ni = d_normal(d_rng);
-        y[i] = a_s * d_h * z[i] + a_i * d_g * u[i] + gr_complex(a_n * nr, a_n * ni);
-        h_out[i] = d_h;
+        const gr_complex h = h_ext ? h_ext[i] : d_h;
+        y[i] = a_s * h * z[i] + a_i * d_g * u[i] + gr_complex(a_n * nr, a_n * ni);
+        h_out[i] = h;
     }
 
     std::vector<gr::tag_t> tags;

@@ -39,7 +39,6 @@ private:
 
     void update_powers(double snr_db, double sinr_db, bool at_run_time);
     void handle_cmd(const pmt::pmt_t& msg);
-    gr_complex draw_cn01();
 
 public:
     fading_interference_channel_cc_impl(const std::string& channel_type,

@@ -5,7 +5,7 @@
 #
 """gr-semcom: semantic image links with deep JSCC and diffusion receivers.
 
-C++ blocks (pybind11): fading_interference_channel_cc, mmse_equalizer_cc.
+C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equalizer_cc.
 Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
 jscc_encoder, jscc_decoder, image_sink, icdm_canceller (the diffusion receivers);
 hier blocks jscc_transmitter, jscc_receiver, equalized_to_pdu;

@@ -27,7 +27,14 @@ namespace semcom {
  * Output 0 is y, output 1 the channel state h (what a genie-CSI receiver knows;
  * g and u are never output). AWGN: h = g = 1. Rayleigh: h, g ~ CN(0, 1), held
  * for \p coherence_len consecutive symbols counted from the stream start
- * (1 = i.i.d. per symbol). SNR = Ps / sigma^2, SINR = Ps / (Pi + sigma^2), both
+ * (1 = i.i.d. per symbol).
+ *
+ * Optional input 2: the user's fading h from outside (e.g. fading_source_c, whose
+ * stream also feeds a precoder: both see h_i for symbol i). When it is connected,
+ * sample i of it is the h applied to z_i and output on port 1; g and n are still
+ * drawn inside, and the block's own draws are the same sequence as without it (its
+ * own h is drawn and discarded), so g and n do not depend on whether h comes from
+ * outside. Tags on input 2 are dropped. SNR = Ps / sigma^2, SINR = Ps / (Pi + sigma^2), both
  * in dB; SINR = +inf means no interferer, SNR = +inf means no noise.
  *
  * Stream tags on input 0 are copied to both outputs; tags on the interferer

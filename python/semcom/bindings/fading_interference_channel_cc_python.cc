@@ -14,7 +14,7 @@
 /* BINDTOOL_GEN_AUTOMATIC(0)                                                       */
 /* BINDTOOL_USE_PYGCCXML(0)                                                        */
 /* BINDTOOL_HEADER_FILE(fading_interference_channel_cc.h)                                        */
-/* BINDTOOL_HEADER_FILE_HASH(b41f6d61c63cae212944cda2912b0282)                     */
+/* BINDTOOL_HEADER_FILE_HASH(14c42a44561cefd4191066ec739c7813)                     */
 /***********************************************************************************/
 
 #include <pybind11/complex.h>

@@ -22,6 +22,7 @@ namespace py = pybind11;
 /**************************************/
 // BINDING_FUNCTION_PROTOTYPES(
     void bind_fading_interference_channel_cc(py::module& m);
+    void bind_fading_source_c(py::module& m);
     void bind_mmse_equalizer_cc(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
@@ -52,6 +53,7 @@ PYBIND11_MODULE(semcom_python, m)
     /**************************************/
     // BINDING_FUNCTION_CALLS(
     bind_fading_interference_channel_cc(m);
+    bind_fading_source_c(m);
     bind_mmse_equalizer_cc(m);
     // ) END BINDING_FUNCTION_CALLS
 }
