@@ -7,34 +7,92 @@
 
 C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equalizer_cc.
 Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
-jscc_encoder, jscc_decoder, image_sink, icdm_canceller (the diffusion receivers);
-hier blocks jscc_transmitter, jscc_receiver, equalized_to_pdu;
+jscc_encoder, jscc_decoder, image_sink, image_display, scheme_encoder, diffusion_receiver
+(any scheme's receiver; icdm_canceller is its earlier name);
+hier blocks scheme_transmitter, scheme_receiver, jscc_transmitter, jscc_receiver, equalized_to_pdu;
 top blocks gaussian_link, image_link.
-GNU Radio-free maths lives in gnuradio.semcom.core.
+GNU Radio-free: gnuradio.semcom.core (maths), .diffusion, .schemes (the scheme registry and
+the batch engine) and .inference.
+
+The blocks are exported lazily (PEP 562): `from gnuradio import semcom` loads nothing of
+GNU Radio, pmt or the C++ extension; `semcom.image_link` (or `from gnuradio.semcom import
+image_link`) loads the extension, GNU Radio and that block's module the first time it is
+asked for. So the GNU Radio-free sub-packages import on a machine without GNU Radio (a GPU
+box running the inference server or the batch engine; docs/server.md).
 """
 
-# A missing or broken C++ extension must fail here, not later as an AttributeError.
-try:
-    from .semcom_python import *  # noqa: F401,F403
-except ImportError as exc:
-    raise ImportError(
-        "gnuradio.semcom: the C++ extension semcom_python did not load "
-        f"({exc}). Rebuild and install the module (see README.md)."
-    ) from exc
+import importlib as _importlib
+import sys as _sys
+import types as _types
 
-from .symbol_mapper import symbol_mapper  # noqa: E402,F401
-from .symbol_demapper import symbol_demapper  # noqa: E402,F401
-from .gaussian_latent_source import gaussian_latent_source  # noqa: E402,F401
-from .gaussian_link import gaussian_link  # noqa: E402,F401
-from .image_source import image_source  # noqa: E402,F401
-from .image_sink import image_sink  # noqa: E402,F401
-from .jscc_encoder import jscc_encoder  # noqa: E402,F401
-from .jscc_decoder import jscc_decoder  # noqa: E402,F401
-from .jscc_transmitter import jscc_transmitter  # noqa: E402,F401
-from .equalized_to_pdu import equalized_to_pdu  # noqa: E402,F401
-from .diffusion_receiver import diffusion_receiver, icdm_canceller  # noqa: E402,F401
-from .scheme_transmitter import scheme_encoder, scheme_transmitter  # noqa: E402,F401
-from .scheme_receiver import scheme_receiver  # noqa: E402,F401
-from .jscc_receiver import jscc_receiver  # noqa: E402,F401
-from .image_link import image_link  # noqa: E402,F401
-from .image_display import image_display  # noqa: E402,F401
+# Every block: its name -> the module of this package that defines it (a new block is one
+# line here). "semcom_python" is the C++ extension.
+_BLOCKS = {
+    "fading_interference_channel_cc": "semcom_python",
+    "fading_source_c": "semcom_python",
+    "mmse_equalizer_cc": "semcom_python",
+    "symbol_mapper": "symbol_mapper",
+    "symbol_demapper": "symbol_demapper",
+    "gaussian_latent_source": "gaussian_latent_source",
+    "gaussian_link": "gaussian_link",
+    "image_source": "image_source",
+    "image_sink": "image_sink",
+    "jscc_encoder": "jscc_encoder",
+    "jscc_decoder": "jscc_decoder",
+    "jscc_transmitter": "jscc_transmitter",
+    "equalized_to_pdu": "equalized_to_pdu",
+    "diffusion_receiver": "diffusion_receiver",
+    "icdm_canceller": "diffusion_receiver",
+    "scheme_encoder": "scheme_transmitter",
+    "scheme_transmitter": "scheme_transmitter",
+    "scheme_receiver": "scheme_receiver",
+    "jscc_receiver": "jscc_receiver",
+    "image_link": "image_link",
+    "image_display": "image_display",
+}
+
+__all__ = sorted(_BLOCKS)
+
+
+def _extension():
+    """The C++ extension (it loads GNU Radio). A missing or broken one fails here, with this
+    message, not later as an AttributeError."""
+    try:
+        return _importlib.import_module(".semcom_python", __name__)
+    except ImportError as exc:
+        raise ImportError(
+            "gnuradio.semcom: the C++ extension semcom_python did not load "
+            f"({exc}). Rebuild and install the module (see README.md). The blocks need it "
+            "and GNU Radio 3.10; gnuradio.semcom.core, .diffusion and .inference do not."
+        ) from exc
+
+
+def __getattr__(name):
+    if name == "semcom_python":  # `from . import semcom_python` in a block module: the same message
+        return _extension()
+    module = _BLOCKS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    ext = _extension()  # any block: the extension (and GNU Radio) first, as when all loaded eagerly
+    block = getattr(ext if module == "semcom_python" else _importlib.import_module("." + module, __name__), name)
+    globals()[name] = block  # cached: __getattr__ runs once per block
+    return block
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_BLOCKS))
+
+
+class _Package(_types.ModuleType):
+    """Keeps `semcom.<block>` the block: importing a block's module (`import
+    gnuradio.semcom.jscc_encoder`, or one block module importing another) makes the import
+    system set the package's attribute of that name to the module; the block is set instead."""
+
+    def __setattr__(self, name, value):
+        if (name in _BLOCKS and isinstance(value, _types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}" and hasattr(value, name)):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
