@@ -25,6 +25,7 @@ from tqdm import tqdm
 from gnuradio.semcom.core.data import load_images
 from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
 from gnuradio.semcom.core.receivers import LATENT_SCALE
+from gnuradio.semcom.core.models import jscc_model_for
 from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT, eps_loss, save_prior
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 from gnuradio.semcom.inference.local import LocalBackend
@@ -75,7 +76,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
 
-    encoder = f"jscc_{args.role}_{'awgn' if args.role == 'interferer' else args.channel}_k{args.k}"
+    encoder = jscc_model_for(args.role, args.channel, args.k)  # the interferer's is AWGN-trained
     backend = LocalBackend("cpu")
     t0 = time.time()
     z_train, n_train = latents(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)

@@ -24,6 +24,7 @@ if "semcom" not in sys.modules:
 
 from semcom.core import checkpoint, data, jscc  # noqa: E402
 from semcom.core.checkpoint import CheckpointError  # noqa: E402
+from semcom.core.models import jscc_model_name  # noqa: E402
 
 CKPT_DIR = REPO / "python" / "semcom" / "checkpoints"
 SHIPPED = sorted(CKPT_DIR.glob("jscc_*.json"))  # the diffusion priors: test_icdm.py
@@ -244,7 +245,7 @@ def test_shipped_checkpoints_present():
 
 def test_bare_name_resolves_to_shipped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    w, j = checkpoint.checkpoint_paths("jscc_user_awgn_k512")
+    w, j = checkpoint.checkpoint_paths(jscc_model_name("user", "awgn", 512))
     assert w == CKPT_DIR / "jscc_user_awgn_k512.safetensors" and j.parent == CKPT_DIR
     assert set(checkpoint.shipped_checkpoints()) == {p.stem for p in SHIPPED}
     with pytest.raises(CheckpointError, match=r"no_such_model\.safetensors.*shipped"):
@@ -302,7 +303,7 @@ def test_shipped_user_model_decodes_real_images():
     about 14 dB on CIFAR-10 (computed below as a baseline), and JPEG at quality ~10 about
     23 dB; a JSCC decoder below 20 dB at 20 dB SNR, CBR 1/6 is broken, not merely weak.
     """
-    path = CKPT_DIR / "jscc_user_awgn_k512"
+    path = CKPT_DIR / jscc_model_name("user", "awgn", 512)
     model, cfg, doc = checkpoint.load_checkpoint(path)
     x = _load_test_images(64, cfg.image_shape)
     p0 = jscc.evaluate_psnr(model, x, 0.0, seed=0)
