@@ -312,7 +312,7 @@ def test_shipped_prior_has_provenance_and_beats_the_gaussian_reference(role, cha
     from gnuradio.semcom.inference import get_backend
     path = prior_for(role, channel, 512)
     model, doc = load_prior(path)
-    meta = doc["meta"]
+    meta = doc["provenance"]
     assert meta["training_command"].startswith("python apps/train_prior.py ")
     assert f"--role {role}" in meta["training_command"] and f"--channel {channel}" in meta["training_command"]
     assert meta["steps"] > 0 and meta["wall_time_s"] > 0 and meta["train_data"]["images"] > 0

@@ -150,7 +150,7 @@ def test_link_per_image_snr_and_rayleigh():
 def _save_tiny(tmp_path, name="m", **kw):
     torch.manual_seed(3)
     model = jscc.build_model(tiny(**kw))
-    checkpoint.save_checkpoint(tmp_path / name, model, meta={"note": "test"})
+    checkpoint.save_checkpoint(tmp_path / name, model, provenance={"note": "test"})
     return model, tmp_path / name
 
 
@@ -163,7 +163,7 @@ def test_checkpoint_round_trip_bit_exact(tmp_path):
         assert a.keys() == b.keys()
         for name in a:
             assert torch.equal(a[name], b[name]), name
-    assert doc["meta"] == {"note": "test"} and doc["k"] == 64
+    assert doc["provenance"] == {"note": "test"} and doc["k"] == 64
     assert not loaded.training
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o044 == 0o044  # world-readable
 
@@ -185,7 +185,7 @@ def test_checkpoint_bad_sidecar(tmp_path):
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"m\.json.*unreadable JSON"):
         checkpoint.load_checkpoint(path)
-    (tmp_path / "m.json").write_text('{"format": "semcom-jscc/1"}')
+    (tmp_path / "m.json").write_text(json.dumps({"format": checkpoint.FORMAT}))
     with pytest.raises(CheckpointError, match=r"m\.json.*lacks field"):
         checkpoint.load_checkpoint(path)
 
@@ -257,7 +257,7 @@ def test_shipped_checkpoint_loads_with_provenance(sidecar):
     model, cfg, doc = checkpoint.load_checkpoint(sidecar.with_suffix(""))
     assert doc["k"] == cfg.k and math.isclose(doc["cbr"], cfg.cbr)
     assert doc["channel"] == cfg.channel_type
-    meta = doc["meta"]
+    meta = doc["provenance"]
     assert meta["training_command"].startswith("python apps/train_jscc.py ")
     assert f"--k {cfg.k}" in meta["training_command"]
     assert f"--channel {cfg.channel_type}" in meta["training_command"]
@@ -410,8 +410,8 @@ def test_app_end_to_end(tmp_path, capsys):
     assert rc == 0
     model, cfg, doc = checkpoint.load_checkpoint(out)
     assert cfg.role == "interferer" and cfg.k == 256 and cfg.channel_type == "rayleigh"
-    assert doc["meta"]["training"]["steps"] == 2
-    assert set(doc["meta"]["test_psnr_db"]) >= {"0", "10", "20"}
+    assert doc["provenance"]["training"]["steps"] == 2
+    assert set(doc["provenance"]["test_psnr_db"]) >= {"0", "10", "20"}
     rc = app.main(["--model", "user", "--channel", "awgn", "--k", "512",
                    "--train-data", "imagenet", "--out", str(tmp_path / "bad")])
     assert rc == 2
