@@ -11,7 +11,8 @@ latents as sent (the receiver knows and equalizes h).
   .venv/bin/python apps/train_prior.py --role user --channel awgn --k 512 --epochs 60 --seed 0 \\
       --out python/semcom/checkpoints/prior_user_awgn_k512
 
-writes OUT.safetensors + OUT.json (config, command, data, epochs, steps, wall time, losses).
+writes OUT.safetensors + OUT.json (kind "dit-prior": config, the noise schedule as data, and
+provenance: command, data, epochs, steps, wall time, losses).
 """
 
 import shlex
@@ -25,8 +26,9 @@ from tqdm import tqdm
 from gnuradio.semcom.core.data import load_images
 from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
 from gnuradio.semcom.core.mapping import LATENT_SCALE
-from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT, eps_loss, save_prior
-from gnuradio.semcom.diffusion.schedule import VPSchedule
+from gnuradio.semcom.core.models import jscc_model_for
+from gnuradio.semcom.diffusion.dit import (LINEAR_SCHEDULE, DiTConfig, LatentDiT, eps_loss, save_prior,
+                                           schedule_from_data)
 from gnuradio.semcom.inference.local import LocalBackend
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
@@ -75,7 +77,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
 
-    encoder = f"jscc_{args.role}_{'awgn' if args.role == 'interferer' else args.channel}_k{args.k}"
+    encoder = jscc_model_for(args.role, args.channel, args.k)  # the interferer's is AWGN-trained
     backend = LocalBackend("cpu")
     t0 = time.time()
     z_train, n_train = latents(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)
@@ -84,7 +86,7 @@ def main(argv=None):
     grid = 8  # 32x32 images: the encoder's 8x8 latent map
     cfg = DiTConfig(latent_dim=2 * args.k, grid=grid, width=args.width, depth=args.depth, heads=4)
     model = LatentDiT(cfg)
-    schedule = VPSchedule.linear()
+    schedule = schedule_from_data(LINEAR_SCHEDULE)  # recorded as data in the checkpoint
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     steps_per_epoch = max(1, n_train // args.batch_size)
     total = args.epochs * steps_per_epoch
@@ -119,11 +121,11 @@ def main(argv=None):
             "gain_folded": ("g ~ CN(0, 1) per symbol, redrawn each epoch" if args.role == "interferer"
                             and args.channel == "rayleigh" else "none (g = 1)"),
             "train_data": {"spec": TRAIN[args.role], "images": n_train}, "held_out": {"spec": HELD_OUT, "images": n_test},
-            "schedule": "VP linear betas 1e-4..0.02, 1000 steps", "epochs": args.epochs, "steps": total,
+            "epochs": args.epochs, "steps": total,
             "batch_size": args.batch_size, "lr": args.lr, "optimizer": "AdamW, one-cycle", "seed": args.seed,
             "wall_time_s": round(time.time() - t0, 1), "history": history,
             "final_held_out_loss": history["held_out_loss"][-1]}
-    weights, sidecar = save_prior(args.out, model, meta)
+    weights, sidecar = save_prior(args.out, model, meta, schedule=LINEAR_SCHEDULE)
     print(f"saved {weights} and {sidecar}", file=sys.stderr)
     return 0
 

@@ -15,11 +15,12 @@ from gnuradio import blocks, gr
 
 from gnuradio import semcom
 from gnuradio.semcom.core.datasets import load_dataset
+from gnuradio.semcom.core.models import default_models, jscc_model_name
 from gnuradio.semcom.schemes import check as check_receiver
 from gnuradio.semcom.equalized_to_pdu import csi_pdu_merge
 from gnuradio.semcom.pdu_util import image_pdu
 
-USER = "jscc_user_awgn_k512"
+USER = jscc_model_name("user", "awgn", 512)
 
 
 def meta(**items):
@@ -176,9 +177,10 @@ def test_image_display_drops_images_it_cannot_show():
 
 # ------------------------------------------------------------------ the sink's record
 def test_sink_records_what_reproduces_the_run_with_normal_permissions(tmp_path):
+    user, interferer = default_models("rayleigh", 512)
     run_info = {"receiver": "icdm", "receiver_options": "steps=7", "channel": "rayleigh", "coherence": 4,
-                "snr_db": 20.0, "sinr_db": math.inf, "user_model": "jscc_user_rayleigh_k512",
-                "interferer_model": "jscc_interferer_awgn_k512", "k": 512, "seed": 3, "server": ""}
+                "snr_db": 20.0, "sinr_db": math.inf, "user_model": user,
+                "interferer_model": interferer, "k": 512, "seed": 3, "server": ""}
     sink = semcom.image_sink(str(tmp_path / "out"), run_info=run_info, with_lpips=False)
     img = load_dataset("sample").images[0]
     msgs = [("reference", image_pdu(meta(image_id=0), img)), ("pdus", image_pdu(meta(image_id=0), img))]

@@ -255,8 +255,8 @@ def test_train_prior_command_end_to_end(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     model, doc = load_prior(out)
-    assert model.cfg.latent_dim == 512 and doc["meta"]["encoder"] == "jscc_interferer_awgn_k256"
-    assert len(doc["meta"]["history"]["held_out_loss"]) == 2 and "train_prior.py" in doc["meta"]["training_command"]
+    assert model.cfg.latent_dim == 512 and doc["provenance"]["encoder"] == "jscc_interferer_awgn_k256"
+    assert len(doc["provenance"]["history"]["held_out_loss"]) == 2 and "train_prior.py" in doc["provenance"]["training_command"]
     x = torch.randn(3, 512)
     assert model(x, 500).shape == (3, 512)
     (tmp_path / "prior.safetensors").write_bytes(b"junk")

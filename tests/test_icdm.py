@@ -319,17 +319,17 @@ def test_shipped_prior_has_provenance_and_beats_the_gaussian_reference(role, cha
     it learned structure beyond the variance."""
     from gnuradio.semcom.core.datasets import load_dataset
     from gnuradio.semcom.core.mapping import to_symbols
-    from gnuradio.semcom.core.models import prior_for
+    from gnuradio.semcom.core.models import jscc_model_for, prior_for
     from gnuradio.semcom.diffusion.dit import eps_loss, load_prior
     from gnuradio.semcom.inference import get_backend
     path = prior_for(role, channel, 512)
     model, doc = load_prior(path)
-    meta = doc["meta"]
+    meta = doc["provenance"]
     assert meta["training_command"].startswith("python apps/train_prior.py ")
     assert f"--role {role}" in meta["training_command"] and f"--channel {channel}" in meta["training_command"]
     assert meta["steps"] > 0 and meta["wall_time_s"] > 0 and meta["train_data"]["images"] > 0
     assert path.with_suffix(".safetensors").stat().st_size < 8e6
-    encoder = f"jscc_{role}_{'awgn' if role == 'interferer' else channel}_k512"
+    encoder = jscc_model_for(role, channel, 512)
     images = load_dataset(f"npz:{DATA / 'cifar10_test.npz'}[500:756]").images  # not the held-out 500
     z, _ = to_symbols(torch.from_numpy(get_backend("", "cpu").encode(encoder, images, 20.0)))
     if channel == "rayleigh" and role == "interferer":
@@ -352,9 +352,10 @@ def test_icdm_lowers_latent_mse_versus_mmse_on_cifar10(channel):
     from gnuradio.semcom.core.datasets import load_dataset
     from gnuradio.semcom.schemes.link_sim import simulate
     from gnuradio.semcom.core.metrics import db_mean
+    from gnuradio.semcom.core.models import default_models
     from gnuradio.semcom.inference import get_backend
     images = load_dataset(f"npz:{DATA / 'cifar10_test.npz'}[:32]").images
-    user, interferer = f"jscc_user_{channel}_k512", "jscc_interferer_awgn_k512"
+    user, interferer = default_models(channel, 512)
     run = lambda r, opt=None: db_mean(simulate(get_backend("", "cpu"), images, channel, 20.0, 0.0, user,
                                                interferer, r, seed=3, receiver_options=opt).latent_mse_db)
     mmse, icdm = run("mmse"), run("icdm")

@@ -14,12 +14,13 @@ from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.schemes.link_sim import simulate
 from gnuradio.semcom.core import metrics
+from gnuradio.semcom.core.models import default_models, jscc_model_name
 from gnuradio.semcom.inference import get_backend
 from gnuradio.semcom.pdu_util import image_pdu
 
 from conftest import DATA, needs_cifar10
 
-USER, INTERFERER = "jscc_user_awgn_k512", "jscc_interferer_awgn_k512"
+USER, INTERFERER = default_models("awgn", 512)
 
 
 def run_messages(block, port_msgs, out_port="pdus", wait_for=None, timeout=20):
@@ -116,7 +117,7 @@ def test_engines_agree(channel, snr, sinr):
     """Same images, same seed: the flowgraph and the vectorised batch engine agree within
     0.2 dB PSNR (their channel draws come from different generators)."""
     n = 64
-    user = f"jscc_user_{channel}_k512"
+    user = jscc_model_name("user", channel, 512)
     s = gr_engine(n, channel, snr, sinr, user, INTERFERER)
     assert s["images"] == n and s["missing"] == 0
     imgs = load_dataset(f"npz:{DATA / 'cifar10_test.npz'}[:{n}]").images
@@ -132,7 +133,7 @@ def test_engines_agree(channel, snr, sinr):
 def test_engines_agree_with_a_diffusion_receiver(receiver):
     """The flowgraph (equalizer weights and CSI -> equalized_to_pdu -> icdm_canceller) and the
     batch engine give the same latent MSE within 0.3 dB with the default options."""
-    n, user = 32, "jscc_user_rayleigh_k512"
+    n, user = 32, jscc_model_name("user", "rayleigh", 512)
     s = gr_engine(n, "rayleigh", 20.0, 0.0, user, INTERFERER, receiver=receiver)
     assert s["images"] == n and s["missing"] == 0
     imgs = load_dataset(f"npz:{DATA / 'cifar10_test.npz'}[:{n}]").images

@@ -24,6 +24,7 @@ if "semcom" not in sys.modules:
 
 from semcom.core import checkpoint, data, jscc  # noqa: E402
 from semcom.core.checkpoint import CheckpointError  # noqa: E402
+from semcom.core.models import jscc_model_name  # noqa: E402
 
 CKPT_DIR = REPO / "python" / "semcom" / "checkpoints"
 SHIPPED = sorted(CKPT_DIR.glob("jscc_*.json"))  # the diffusion priors: test_icdm.py
@@ -149,7 +150,7 @@ def test_link_per_image_snr_and_rayleigh():
 def _save_tiny(tmp_path, name="m", **kw):
     torch.manual_seed(3)
     model = jscc.build_model(tiny(**kw))
-    checkpoint.save_checkpoint(tmp_path / name, model, meta={"note": "test"})
+    checkpoint.save_checkpoint(tmp_path / name, model, provenance={"note": "test"})
     return model, tmp_path / name
 
 
@@ -162,7 +163,7 @@ def test_checkpoint_round_trip_bit_exact(tmp_path):
         assert a.keys() == b.keys()
         for name in a:
             assert torch.equal(a[name], b[name]), name
-    assert doc["meta"] == {"note": "test"} and doc["k"] == 64
+    assert doc["provenance"] == {"note": "test"} and doc["k"] == 64
     assert not loaded.training
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o044 == 0o044  # world-readable
 
@@ -184,7 +185,7 @@ def test_checkpoint_bad_sidecar(tmp_path):
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"m\.json.*unreadable JSON"):
         checkpoint.load_checkpoint(path)
-    (tmp_path / "m.json").write_text('{"format": "semcom-jscc/1"}')
+    (tmp_path / "m.json").write_text(json.dumps({"format": checkpoint.FORMAT}))
     with pytest.raises(CheckpointError, match=r"m\.json.*lacks field"):
         checkpoint.load_checkpoint(path)
 
@@ -244,7 +245,7 @@ def test_shipped_checkpoints_present():
 
 def test_bare_name_resolves_to_shipped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    w, j = checkpoint.checkpoint_paths("jscc_user_awgn_k512")
+    w, j = checkpoint.checkpoint_paths(jscc_model_name("user", "awgn", 512))
     assert w == CKPT_DIR / "jscc_user_awgn_k512.safetensors" and j.parent == CKPT_DIR
     assert set(checkpoint.shipped_checkpoints()) == {p.stem for p in SHIPPED}
     with pytest.raises(CheckpointError, match=r"no_such_model\.safetensors.*shipped"):
@@ -256,7 +257,7 @@ def test_shipped_checkpoint_loads_with_provenance(sidecar):
     model, cfg, doc = checkpoint.load_checkpoint(sidecar.with_suffix(""))
     assert doc["k"] == cfg.k and math.isclose(doc["cbr"], cfg.cbr)
     assert doc["channel"] == cfg.channel_type
-    meta = doc["meta"]
+    meta = doc["provenance"]
     assert meta["training_command"].startswith("python apps/train_jscc.py ")
     assert f"--k {cfg.k}" in meta["training_command"]
     assert f"--channel {cfg.channel_type}" in meta["training_command"]
@@ -302,7 +303,7 @@ def test_shipped_user_model_decodes_real_images():
     about 14 dB on CIFAR-10 (computed below as a baseline), and JPEG at quality ~10 about
     23 dB; a JSCC decoder below 20 dB at 20 dB SNR, CBR 1/6 is broken, not merely weak.
     """
-    path = CKPT_DIR / "jscc_user_awgn_k512"
+    path = CKPT_DIR / jscc_model_name("user", "awgn", 512)
     model, cfg, doc = checkpoint.load_checkpoint(path)
     x = _load_test_images(64, cfg.image_shape)
     p0 = jscc.evaluate_psnr(model, x, 0.0, seed=0)
@@ -409,8 +410,8 @@ def test_app_end_to_end(tmp_path, capsys):
     assert rc == 0
     model, cfg, doc = checkpoint.load_checkpoint(out)
     assert cfg.role == "interferer" and cfg.k == 256 and cfg.channel_type == "rayleigh"
-    assert doc["meta"]["training"]["steps"] == 2
-    assert set(doc["meta"]["test_psnr_db"]) >= {"0", "10", "20"}
+    assert doc["provenance"]["training"]["steps"] == 2
+    assert set(doc["provenance"]["test_psnr_db"]) >= {"0", "10", "20"}
     rc = app.main(["--model", "user", "--channel", "awgn", "--k", "512",
                    "--train-data", "imagenet", "--out", str(tmp_path / "bad")])
     assert rc == 2

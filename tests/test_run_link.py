@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from gnuradio.semcom.core.models import jscc_model_name
+
 from conftest import REPO, needs_mnist
 
 APP = REPO / "apps" / "run_link.py"
@@ -63,7 +65,7 @@ def test_batch_run_writes_everything(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "imagenet"], "unknown dataset"),
-    pytest.param(["--dataset", "mnist", "--user-model", "jscc_user_awgn_k512"], "takes images of shape",
+    pytest.param(["--dataset", "mnist", "--user-model", jscc_model_name("user", "awgn", 512)], "takes images of shape",
                  marks=needs_mnist),
     (["--snr", "10,,20"], "malformed"),
     (["--snr", "ten"], "not a dB value"),
@@ -81,7 +83,7 @@ def test_batch_run_writes_everything(tmp_path):
     (["--snr", "0", "--sinr", "5"], "no operating point"),
     (["--snr", "inf"], "SNR must be finite"),
     (["--snr", "10,inf", "--engine", "batch"], "SNR must be finite"),
-    (["--sinr", "0", "--interferer-model", "jscc_interferer_awgn_k256"], "must share the channel"),
+    (["--sinr", "0", "--interferer-model", jscc_model_name("interferer", "awgn", 256)], "must share the channel"),
     (["--seed", "-1"], "--seed >= 0"),
     (["--receiver", "mmse,mmse"], "listed twice"),
     (["--device", "potato"], "--device"),

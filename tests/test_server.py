@@ -16,6 +16,7 @@ import pytest
 import zmq
 
 from gnuradio.semcom.core.datasets import load_dataset
+from gnuradio.semcom.core.models import default_models, jscc_model_name
 from gnuradio.semcom.inference import protocol
 from gnuradio.semcom.inference.client import BackendUnavailable, ServerBackend, ServerError
 from gnuradio.semcom.inference.local import LocalBackend
@@ -24,7 +25,7 @@ from gnuradio.semcom.inference.spawn import spawn_server, stop_server
 
 from conftest import REPO
 
-USER = "jscc_user_awgn_k512"
+USER = jscc_model_name("user", "awgn", 512)
 MAX_BYTES = 2_000_000
 
 
@@ -66,8 +67,8 @@ def test_diffusion_receiver_on_the_server_equals_in_process(server):
     from gnuradio.semcom.schemes.link_sim import equalized_batch
     client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
     imgs = load_dataset("sample").images
-    _, ctx = equalized_batch(local, imgs[:3], imgs[-3:], "rayleigh", 20.0, 0.0, "jscc_user_rayleigh_k512",
-                             "jscc_interferer_awgn_k512", 1, torch.Generator().manual_seed(0))
+    _, ctx = equalized_batch(local, imgs[:3], imgs[-3:], "rayleigh", 20.0, 0.0,
+                             *default_models("rayleigh", 512), 1, torch.Generator().manual_seed(0))
     ctx.options = {"steps": 3, "start": "observation"}
     remote = client.receive("icdm", ctx)
     assert remote.nfe == 6

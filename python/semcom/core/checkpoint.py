@@ -1,36 +1,55 @@
-"""JSCC checkpoints: NAME.safetensors (weights) + NAME.json (config, provenance, metrics).
+"""Model checkpoints, one format for every model kind: NAME.safetensors + NAME.json.
 
-No pickle anywhere: weights are safetensors, everything else is JSON. The sidecar holds
+No pickle anywhere: weights are safetensors, everything else is JSON. The sidecar
+(format "semcom-checkpoint/1") holds
 
-    format           "semcom-jscc/1"
-    config           the JSCCConfig (rebuilds the architecture)
-    k, cbr, channel  duplicated from the config for people reading the file
+    format           "semcom-checkpoint/1"
+    kind             the model kind, which says how `config` rebuilds the model: "jscc"
+                     (core/jscc.py), "dit-prior" (diffusion/dit.py); more by `register_kind`
+    config           the architecture config of that kind (rebuilds the model)
+    schedule         the diffusion noise schedule the model was trained with, as data, e.g.
+                     {"type": "vp-linear", "beta_start": 1e-4, "beta_end": 0.02,
+                      "num_steps": 1000}; null for kinds without one (JSCC)
+    k, cbr, channel, image_shape, role
+                     informative duplicates for people reading the file, where they apply
+                     (never read back: `config` is the authority)
     weights_file     NAME.safetensors; weights_sha256 its SHA-256 (detects a swapped file)
     parameters       number of parameters
-    meta             free-form provenance: training command, data files, epochs, steps,
-                     wall time, seed, test PSNR per SNR, ...
+    provenance       free-form: training command, data files, epochs, steps, wall time,
+                     seed, test metrics, ...
+    converted_from   (only in files converted from an older format) that format
+
+Both files are written atomically (temporary file + rename, mode 0644): an interrupted save
+leaves the previous files or none, never a partial one.
 
 `load_checkpoint` raises exactly one `CheckpointError` (a ValueError) naming the file and what
-is wrong for: a missing weights file, a missing or unreadable JSON sidecar, a truncated or
-corrupt safetensors file, and weights that do not match the config (missing, unexpected or
-mis-shaped tensors).
+is wrong for: a missing weights file, a missing or unreadable JSON sidecar, a sidecar in an old
+format (with the command that converts it), a wrong format or kind, an invalid config or
+schedule, a truncated or corrupt safetensors file, weights that do not match the config
+(missing, unexpected or mis-shaped tensors) and weights whose SHA-256 is not the recorded one.
 """
 
+import dataclasses
 import hashlib
+import importlib
 import json
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-
+from .files import atomic_path, write_text_atomic
 from .jscc import JSCC, JSCCConfig, count_parameters
 
-FORMAT = "semcom-jscc/1"
-REQUIRED_FIELDS = ("format", "config", "k", "cbr", "channel", "weights_file",
-                   "weights_sha256", "parameters", "meta")
-
+FORMAT = "semcom-checkpoint/1"
+REQUIRED_FIELDS = ("format", "kind", "config", "schedule", "weights_file", "weights_sha256",
+                   "parameters", "provenance")
+# Formats before FORMAT, and the kind each held. load_checkpoint refuses them with the command
+# below; apps/convert_checkpoints.py rewrites their sidecars (the weights are unchanged).
+OLD_FORMATS = {"semcom-jscc/1": "jscc", "semcom-prior/1": "dit-prior"}
+CONVERT_COMMAND = "python apps/convert_checkpoints.py"
+FILE_MODE = 0o644  # shipped weights must be readable by everyone (safetensors alone makes 0600)
 
 # Weights shipped with the module: <package>/checkpoints (python/semcom/checkpoints in the
-# source tree, gnuradio/semcom/checkpoints when installed).
+# source tree, gnuradio/semcom/checkpoints when installed). core/models.py names them.
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
@@ -38,10 +57,81 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be loaded; the message names the file and the problem."""
 
 
+# --------------------------------------------------------------------------- model kinds
+
+@dataclasses.dataclass(frozen=True)
+class ModelKind:
+    """How a checkpoint of one kind becomes a model."""
+    name: str
+    build: Callable[[Any], Any]               # config object -> nn.Module (fresh weights)
+    parse_config: Callable[[dict], Any]        # sidecar "config" -> config object (raises on bad)
+    config_to_dict: Callable[[Any], dict]      # config object -> JSON-able dict
+    describe: Callable[[Any], dict]            # config -> informative duplicates (k, cbr, ...)
+    check_schedule: Optional[Callable[[Any], Any]]  # None: the kind has no schedule (null)
+
+
+_KINDS: Dict[str, ModelKind] = {}
+
+# Kinds whose code lives outside core register themselves when their module is imported; this
+# table names that module (relative to this package) so the loader can import it on demand.
+# Why not import them here: core is the bottom layer (diffusion imports core, never the other
+# way round) and importing diffusion would make every JSCC load pay for it; why not entry
+# points: one in-tree module per kind needs no packaging machinery. A new kind (KL-VAE, U-Net)
+# calls register_kind in its own module and adds one line here.
+_LAZY_KINDS = {"dit-prior": "..diffusion.dit"}
+
+
+def _default_config_to_dict(cfg) -> dict:
+    if hasattr(cfg, "to_dict"):
+        return cfg.to_dict()
+    return dataclasses.asdict(cfg)
+
+
+def register_kind(kind: str, build: Callable[[Any], Any], parse_config: Callable[[dict], Any], *,
+                  config_to_dict: Optional[Callable[[Any], dict]] = None,
+                  describe: Optional[Callable[[Any], dict]] = None,
+                  check_schedule: Optional[Callable[[Any], Any]] = None) -> ModelKind:
+    """Make checkpoints of `kind` loadable: `parse_config(dict)` -> config (raising ValueError or
+    TypeError on a bad one), `build(config)` -> nn.Module; `config_to_dict` inverts parse_config
+    (default: config.to_dict() or dataclasses.asdict), `describe(config)` gives the informative
+    sidecar fields, `check_schedule(data)` validates a schedule (raising ValueError); without it
+    the kind has no schedule and its sidecars say null. Registering a kind again replaces it."""
+    entry = ModelKind(kind, build, parse_config, config_to_dict or _default_config_to_dict,
+                      describe or (lambda cfg: {}), check_schedule)
+    _KINDS[kind] = entry
+    return entry
+
+
+def known_kinds() -> List[str]:
+    """Kinds registered now or loadable on demand."""
+    return sorted(set(_KINDS) | set(_LAZY_KINDS))
+
+
+def model_kind(kind: str) -> ModelKind:
+    """The registered kind, importing the module that registers it if needed (KeyError if none)."""
+    if kind not in _KINDS and kind in _LAZY_KINDS:
+        importlib.import_module(_LAZY_KINDS[kind], __package__)
+    if kind not in _KINDS:
+        raise KeyError(f"unknown model kind {kind!r} (known: {', '.join(known_kinds())})")
+    return _KINDS[kind]
+
+
+def _describe_jscc(cfg: JSCCConfig) -> dict:
+    return {"k": cfg.k, "cbr": cfg.cbr, "channel": cfg.channel_type,
+            "image_shape": list(cfg.image_shape), "role": cfg.role}
+
+
+register_kind("jscc", JSCC, JSCCConfig.from_dict, config_to_dict=JSCCConfig.to_dict,
+              describe=_describe_jscc)
+
+
+# --------------------------------------------------------------------------- paths
+
 def shipped_checkpoints() -> Dict[str, Path]:
-    """{name: path without extension} of the JSCC checkpoints shipped in CHECKPOINT_DIR
-    (the diffusion priors beside them, prior_*, are models.list_priors())."""
-    return {p.stem: p.with_suffix("") for p in sorted(CHECKPOINT_DIR.glob("jscc_*.json"))}
+    """{name: path without extension} of the JSCC checkpoints shipped in CHECKPOINT_DIR (every
+    kind: core.models.shipped())."""
+    from .models import shipped
+    return shipped("jscc")
 
 
 def _split(path: Union[str, Path]) -> Tuple[Path, Path]:
@@ -64,7 +154,7 @@ def checkpoint_paths(path: Union[str, Path]) -> Tuple[Path, Path]:
     return weights, sidecar
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Union[str, Path]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -72,38 +162,63 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: Union[str, Path], model: JSCC, config: Optional[JSCCConfig] = None,
-                    meta: Optional[dict] = None) -> Tuple[Path, Path]:
-    """Write NAME.safetensors and NAME.json (path given without extension)."""
+# --------------------------------------------------------------------------- writing
+
+def sidecar_doc(kind: str, config, weights_name: str, weights_sha256: str, parameters: int,
+                provenance: Optional[dict] = None, schedule: Optional[dict] = None,
+                info: Optional[dict] = None) -> dict:
+    """The sidecar dict of a checkpoint (fields in the documented order)."""
+    entry = model_kind(kind)
+    if entry.check_schedule is None and schedule is not None:
+        raise ValueError(f"a {kind!r} checkpoint has no noise schedule (got {schedule!r})")
+    if entry.check_schedule is not None:
+        if schedule is None:
+            raise ValueError(f"a {kind!r} checkpoint needs its noise schedule")
+        entry.check_schedule(schedule)
+    doc = {"format": FORMAT, "kind": kind, "config": entry.config_to_dict(config),
+           "schedule": schedule}
+    doc.update(entry.describe(config))
+    doc.update(info or {})
+    doc.update({"weights_file": weights_name, "weights_sha256": weights_sha256,
+                "parameters": int(parameters), "provenance": provenance or {}})
+    return doc
+
+
+def write_sidecar(path: Union[str, Path], doc: dict) -> Path:
+    """Write NAME.json atomically (path with or without extension)."""
+    _, sidecar = _split(path)
+    write_text_atomic(sidecar, json.dumps(doc, indent=2) + "\n", mode=FILE_MODE)
+    return sidecar
+
+
+def save_checkpoint(path: Union[str, Path], model, config=None, provenance: Optional[dict] = None,
+                    *, kind: str = "jscc", schedule: Optional[dict] = None,
+                    info: Optional[dict] = None) -> Tuple[Path, Path]:
+    """Write NAME.safetensors and NAME.json (path given without extension) for a model of
+    `kind` (default "jscc"); config defaults to model.cfg; `info` adds informative fields."""
     from safetensors.torch import save_file
 
-    config = config or model.cfg
+    entry = model_kind(kind)
+    config = config if config is not None else model.cfg
     weights, sidecar = _split(path)  # never redirected to the shipped directory
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(weights), metadata={"format": FORMAT, "config": config.to_json()})
-    weights.chmod(0o644)  # safetensors creates 0600 files; shipped weights must be readable
-    doc = {
-        "format": FORMAT,
-        "config": config.to_dict(),
-        "k": config.k,
-        "cbr": config.cbr,
-        "channel": config.channel_type,
-        "image_shape": list(config.image_shape),
-        "role": config.role,
-        "weights_file": weights.name,
-        "weights_sha256": _sha256(weights),
-        "parameters": count_parameters(model),
-        "meta": meta or {},
-    }
-    tmp = sidecar.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    tmp.replace(sidecar)
+    header = {"format": FORMAT, "kind": kind,
+              "config": json.dumps(entry.config_to_dict(config), sort_keys=True)}
+    with atomic_path(weights, FILE_MODE) as tmp:
+        save_file(state, str(tmp), metadata=header)
+        doc = sidecar_doc(kind, config, weights.name, sha256_file(tmp), count_parameters(model),
+                          provenance, schedule, info)
+    # The weights are in place; the sidecar that names their hash follows. A crash between the
+    # two leaves a pair whose hashes disagree, which load_checkpoint reports.
+    write_sidecar(sidecar, doc)
     return weights, sidecar
 
 
-def read_sidecar(path: Union[str, Path]) -> Dict:
-    """The parsed, checked JSON sidecar of a checkpoint."""
+# --------------------------------------------------------------------------- reading
+
+def read_sidecar(path: Union[str, Path], kind: Optional[str] = None) -> Dict:
+    """The parsed, checked JSON sidecar of a checkpoint (of `kind`, when given)."""
     weights, sidecar = checkpoint_paths(path)
     if not sidecar.is_file():
         raise CheckpointError(f"{sidecar}: JSON sidecar missing (it holds the model config; "
@@ -115,39 +230,40 @@ def read_sidecar(path: Union[str, Path]) -> Dict:
         raise CheckpointError(f"{sidecar}: unreadable JSON sidecar ({exc})") from None
     if not isinstance(doc, dict):
         raise CheckpointError(f"{sidecar}: JSON sidecar is not an object")
+    fmt = doc.get("format")
+    if fmt in OLD_FORMATS:
+        raise CheckpointError(f"{sidecar}: checkpoint in the old format {fmt!r} (this version "
+                              f"reads {FORMAT!r}); convert it, weights unchanged, with "
+                              f"`{CONVERT_COMMAND} {sidecar.with_suffix('')}`")
+    if fmt != FORMAT:
+        raise CheckpointError(f"{sidecar}: unsupported format {fmt!r} (expected {FORMAT!r})")
     missing = [f for f in REQUIRED_FIELDS if f not in doc]
     if missing:
         raise CheckpointError(f"{sidecar}: JSON sidecar lacks field(s) {missing}")
-    if doc["format"] != FORMAT:
-        raise CheckpointError(f"{sidecar}: unsupported format {doc['format']!r} "
-                              f"(expected {FORMAT!r})")
+    if kind is not None and doc["kind"] != kind:
+        raise CheckpointError(f"{sidecar}: a {doc['kind']!r} checkpoint, not {kind!r}")
+    if doc["kind"] not in known_kinds():
+        raise CheckpointError(f"{sidecar}: unknown model kind {doc['kind']!r} "
+                              f"(known: {', '.join(known_kinds())})")
     return doc
 
 
-def load_checkpoint(path: Union[str, Path], verify_hash: bool = True
-                    ) -> Tuple[JSCC, JSCCConfig, Dict]:
-    """Load NAME(.safetensors|.json) -> (model in eval mode, config, sidecar dict)."""
+def load_weights(path: Union[str, Path]) -> Dict:
+    """{name: tensor} of NAME.safetensors, as stored (CheckpointError if unreadable)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    weights, sidecar = checkpoint_paths(path)
+    weights, _ = checkpoint_paths(path)
     if not weights.is_file():
-        hint = ""
-        if len(Path(path).parts) == 1:
-            hint = f" (shipped checkpoints: {', '.join(shipped_checkpoints()) or 'none'})"
-        raise CheckpointError(f"{weights}: checkpoint weights file not found{hint}")
-    doc = read_sidecar(path)
+        raise CheckpointError(f"{weights}: checkpoint weights file not found")
     try:
-        cfg = JSCCConfig.from_dict(doc["config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{sidecar}: invalid model config ({exc})") from None
-    try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: truncated or corrupt safetensors file ({exc})"
                               ) from None
-    model = JSCC(cfg)
-    expected = model.state_dict()
+
+
+def _check_state(weights: Path, sidecar: Path, state: Dict, expected: Dict):
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [f"{n}: file {tuple(state[n].shape)} vs config {tuple(t.shape)}"
@@ -162,9 +278,44 @@ def load_checkpoint(path: Union[str, Path], verify_hash: bool = True
             parts.append(f"{len(shapes)} shape mismatch(es) e.g. {shapes[:3]}")
         raise CheckpointError(f"{weights}: weights do not match the config in {sidecar.name} "
                               f"({'; '.join(parts)})")
-    if verify_hash and doc.get("weights_sha256") and _sha256(weights) != doc["weights_sha256"]:
+
+
+def load_checkpoint(path: Union[str, Path], kind: Optional[str] = None, *,
+                    verify_hash: bool = True) -> Tuple[Any, Any, Dict]:
+    """Load NAME(.safetensors|.json) of any kind (or of `kind`, when given)
+    -> (model in eval mode, its config object, sidecar dict)."""
+    weights, sidecar = checkpoint_paths(path)
+    if not weights.is_file():
+        hint = ""
+        if len(Path(path).parts) == 1:
+            from .models import shipped
+            hint = f" (shipped checkpoints: {', '.join(shipped(kind)) or 'none'})"
+        raise CheckpointError(f"{weights}: checkpoint weights file not found{hint}")
+    doc = read_sidecar(path, kind)
+    entry = model_kind(doc["kind"])
+    try:
+        cfg = entry.parse_config(doc["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{sidecar}: invalid model config ({exc})") from None
+    if entry.check_schedule is None:
+        if doc["schedule"] is not None:
+            raise CheckpointError(f"{sidecar}: a {doc['kind']!r} checkpoint has no noise "
+                                  f"schedule, found {doc['schedule']!r}")
+    else:
+        try:
+            entry.check_schedule(doc["schedule"])
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"{sidecar}: invalid noise schedule ({exc})") from None
+    state = load_weights(weights)
+    model = entry.build(cfg)
+    _check_state(weights, sidecar, state, model.state_dict())
+    if verify_hash and sha256_file(weights) != doc["weights_sha256"]:
         raise CheckpointError(f"{weights}: SHA-256 differs from the one recorded in "
                               f"{sidecar.name} (weights and sidecar are from different runs)")
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise CheckpointError(f"{weights}: weights do not load into the model "
+                              f"({str(exc).splitlines()[0]})") from None
     model.eval()
     return model, cfg, doc

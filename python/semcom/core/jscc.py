@@ -362,9 +362,9 @@ def link(s: torch.Tensor, snr_db, channel_type: str = "awgn",
 # --------------------------------------------------------------------------- metrics
 
 def psnr_per_image(x: torch.Tensor, ref: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:
-    """PSNR (dB) of each image of a batch (N, ...)."""
-    mse = (x.float() - ref.float()).square().flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(max_val ** 2 / mse.clamp_min(1e-12))
+    """PSNR (dB) of each image of a batch (N, C, H, W): metrics.psnr, the module's one PSNR."""
+    from .metrics import psnr  # torch-only module; imported here to keep jscc's imports minimal
+    return psnr(x, ref, max_val)
 
 
 @torch.no_grad()

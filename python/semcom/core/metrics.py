@@ -28,10 +28,12 @@ def _check(x: torch.Tensor, ref: torch.Tensor):
                          f"and {tuple(ref.shape)}")
 
 
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+def psnr(x: torch.Tensor, ref: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:
+    """PSNR (dB) of each image, peak `max_val` (float32 (N,); computed in float64). The one
+    PSNR of the module: jscc.psnr_per_image (training's evaluation) is this function."""
     _check(x, ref)
     mse = (x.double() - ref.double()).square().flatten(1).mean(1)
-    return (10 * torch.log10(1.0 / mse.clamp_min(1e-20))).float()
+    return (10 * torch.log10(float(max_val) ** 2 / mse.clamp_min(1e-20))).float()
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

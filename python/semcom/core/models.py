@@ -1,34 +1,84 @@
-"""The JSCC models shipped with the module, by name (GNU Radio-free).
+"""The models shipped with the module, by name (GNU Radio-free): the one place names are made.
 
 A model name is the stem of a checkpoint in python/semcom/checkpoints/ (NAME.safetensors +
-NAME.json), e.g. "jscc_user_awgn_k512". A path to a checkpoint elsewhere works as a name too.
+NAME.json, format in core/checkpoint.py), e.g. "jscc_user_awgn_k512". A path to a checkpoint
+elsewhere works as a name too. Names are composed only here:
+
+    jscc_model_name(role, channel_type, k, image_shape)   jscc_{role}[_mnist]_{channel}_k{k}
+    prior_name(role, channel_type, k)                      prior_{role}_{channel}_k{k}
+    jscc_model_for(role, channel_type, k, image_shape)    the model a role uses on a channel
+    default_models(channel_type, k, image_shape)          (user, interferer) of a link
+
+and the shipped files are listed by kind with `shipped(kind)`.
 """
 
+import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from .checkpoint import CheckpointError, checkpoint_paths
+from .checkpoint import CHECKPOINT_DIR, CheckpointError, checkpoint_paths
 
-CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
-
-
-def _shipped(prefix: str) -> List[str]:
-    """Stems of the complete (sidecar + weights) checkpoints named PREFIX* in CHECKPOINT_DIR."""
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob(f"{prefix}*.json")
-                  if (p.with_suffix(".safetensors")).exists())
+# The name prefix of each kind's shipped checkpoints (a sidecar's own "kind" field is the
+# authority; the prefix only spares reading every sidecar to list one kind).
+KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_"}
+ROLES = ("user", "interferer")
 
 
-def list_models() -> List[str]:
-    """The shipped JSCC models (the diffusion priors, prior_*, are listed by list_priors)."""
-    return _shipped("jscc_")
+def _grey(image_shape) -> bool:
+    return tuple(image_shape)[-1] == 1
 
 
-def list_priors() -> List[str]:
-    return _shipped("prior_")
+def jscc_model_name(role: str, channel_type: str, k: int,
+                    image_shape: Sequence[int] = (32, 32, 3)) -> str:
+    """The name of the JSCC model of a role ("user" or "interferer") trained on a channel with
+    k symbols, for images of shape (H, W, C): 32x32 RGB is CIFAR-10, grey images are MNIST."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    data = "mnist_" if _grey(image_shape) else ""
+    return f"jscc_{role}_{data}{channel_type}_k{int(k)}"
 
 
 def prior_name(role: str, channel_type: str, k: int) -> str:
-    return f"prior_{role}_{channel_type}_k{k}"
+    """The name of the diffusion prior of the user's latents or of the interference."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return f"prior_{role}_{channel_type}_k{int(k)}"
+
+
+def shipped(kind: Optional[str] = None) -> Dict[str, Path]:
+    """{name: path without extension} of the complete (sidecar + weights) checkpoints shipped in
+    CHECKPOINT_DIR, of one kind ("jscc", "dit-prior") or of every kind (None)."""
+    if kind is None:
+        prefixes = tuple(KIND_PREFIX.values())
+    elif kind in KIND_PREFIX:
+        prefixes = (KIND_PREFIX[kind],)
+    else:  # a kind without a naming convention: ask the sidecars
+        prefixes = ("",)
+    out = {}
+    for sidecar in sorted(CHECKPOINT_DIR.glob("*.json")):
+        if not sidecar.stem.startswith(prefixes) or not sidecar.with_suffix(".safetensors").exists():
+            continue
+        if kind is not None and kind not in KIND_PREFIX and _sidecar_kind(sidecar) != kind:
+            continue
+        out[sidecar.stem] = sidecar.with_suffix("")
+    return out
+
+
+def _sidecar_kind(sidecar: Path) -> Optional[str]:
+    try:
+        return json.loads(sidecar.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def list_models() -> List[str]:
+    """The shipped JSCC models (the diffusion priors are listed by list_priors)."""
+    return list(shipped("jscc"))
+
+
+def list_priors() -> List[str]:
+    """The shipped diffusion priors."""
+    return list(shipped("dit-prior"))
 
 
 def prior_for(role: str, channel_type: str, k: int) -> Path:
@@ -64,13 +114,21 @@ def checkpoint_for(name: str) -> Path:
 def default_k(image_shape) -> int:
     """The shipped models' symbol count for an image shape (H, W, C): CBR 1/6 for 32x32 RGB,
     1/8 for 28x28 grey."""
-    return 98 if tuple(image_shape)[-1] == 1 else 512
+    return 98 if _grey(image_shape) else 512
+
+
+# One interferer per k: the interference is another JSCC system, whatever our channel.
+INTERFERER_CHANNEL = "awgn"
+
+
+def jscc_model_for(role: str, channel_type: str, k: int, image_shape: Sequence[int] = (32, 32, 3)) -> str:
+    """The JSCC model a role uses on a channel (and whose latents its prior learns): the user's
+    model for that channel; the interferer's one model (AWGN-trained) whatever the channel."""
+    return jscc_model_name(role, INTERFERER_CHANNEL if role == "interferer" else channel_type, k,
+                           image_shape)
 
 
 def default_models(channel_type: str, k: int, image_shape=(32, 32, 3)) -> Tuple[str, str]:
     """(user, interferer) model names for a channel, symbol count and image shape (H, W, C)."""
-    grey = tuple(image_shape)[-1] == 1
-    user = f"jscc_user_mnist_{channel_type}_k{k}" if grey else f"jscc_user_{channel_type}_k{k}"
-    # One interferer per k: the interference is another JSCC system, whatever our channel.
-    interferer = f"jscc_interferer_mnist_awgn_k{k}" if grey else f"jscc_interferer_awgn_k{k}"
-    return user, interferer
+    return (jscc_model_name("user", channel_type, k, image_shape),
+            jscc_model_for("interferer", channel_type, k, image_shape))

@@ -1,47 +1,23 @@
 """Figures written by apps and sinks: sample grids and metric-vs-SNR plots (matplotlib Agg).
 
-Every writer goes through a temporary file and an atomic rename, so an interrupted run
-never leaves a half-written file behind; files get the permissions the umask gives a plain
-open() (0644 usually), not mkstemp's private 0600.
+Every writer goes through core/files.py (a temporary file and an atomic rename), so an
+interrupted run never leaves a half-written file behind; files get the permissions the umask
+gives a plain open() (0644 usually), not mkstemp's private 0600. `write_text_atomic` is
+re-exported here for the callers that import it from this module.
 """
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-
-def _umask() -> int:
-    # Linux reports it without changing it; os.umask(0) would briefly change it for every
-    # thread of the process (a flowgraph writes files from several).
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return mask
-
-
-def _publish(tmp: str, path: Path):
-    """Give the temporary file normal permissions, then move it into place."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+from .files import atomic_path, write_text_atomic  # noqa: F401  (re-exported: apps import it from here)
 
 
 def _atomic_savefig(fig, path: Path):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        _publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_image_grid(rows: Sequence[Tuple[str, np.ndarray]], path, max_images: int = 8):
@@ -131,15 +107,3 @@ def _show(ax, img):
               interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def write_text_atomic(path, text: str):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

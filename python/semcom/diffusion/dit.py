@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+# core never imports diffusion; this module registers its checkpoint kind with core's loader,
+# which imports it on demand when it meets a "dit-prior" sidecar.
+from ..core.checkpoint import load_checkpoint, register_kind, save_checkpoint
+from .schedule import VPSchedule
+
 
 @dataclass
 class DiTConfig:
@@ -113,51 +118,69 @@ def eps_loss(model: LatentDiT, schedule, x0: torch.Tensor, generator=None) -> to
     return (model(x_t, t) - eps).square().mean()
 
 
-PRIOR_FORMAT = "semcom-prior/1"
+# ------------------------------------------------------------------ checkpoints
+# A prior is a checkpoint of kind "dit-prior" in the module's one format (core/checkpoint.py):
+# config = DiTConfig, schedule = the noise schedule it was trained with, as data.
+
+PRIOR_KIND = "dit-prior"
+# How every shipped prior was trained (apps/train_prior.py): DDPM's linear betas.
+LINEAR_SCHEDULE = {"type": "vp-linear", "beta_start": 1e-4, "beta_end": 0.02, "num_steps": 1000}
+_SCHEDULE_FIELDS = {"vp-linear": ("beta_start", "beta_end", "num_steps"),
+                    "vp-cosine": ("s", "max_beta", "num_steps")}
 
 
-def save_prior(path, model: LatentDiT, meta: dict):
-    """NAME.safetensors + NAME.json (config, provenance); no pickle."""
-    from pathlib import Path
+def schedule_from_data(data: dict) -> VPSchedule:
+    """The VPSchedule a checkpoint's "schedule" field describes: {"type": "vp-linear",
+    "beta_start", "beta_end", "num_steps"} (VPSchedule.linear) or {"type": "vp-cosine", "s",
+    "max_beta", "num_steps"} (VPSchedule.cosine). ValueError for anything else."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a noise schedule is an object with a 'type', got {data!r}")
+    kind = data.get("type")
+    if kind not in _SCHEDULE_FIELDS:
+        raise ValueError(f"unknown noise schedule type {kind!r} (known: {', '.join(_SCHEDULE_FIELDS)})")
+    want = set(_SCHEDULE_FIELDS[kind]) | {"type"}
+    if set(data) != want:
+        raise ValueError(f"a {kind!r} schedule has exactly the fields {sorted(want)}, got {sorted(data)}")
+    steps = data["num_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {steps!r}")
+    values = {f: data[f] for f in _SCHEDULE_FIELDS[kind] if f != "num_steps"}
+    for f, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{f} must be a finite number >= 0, got {v!r}")
+    if kind == "vp-linear":
+        if not 0 < values["beta_start"] <= values["beta_end"] < 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {values}")
+        return VPSchedule.linear(steps, float(values["beta_start"]), float(values["beta_end"]))
+    if not 0 < values["max_beta"] < 1:
+        raise ValueError(f"need 0 < max_beta < 1, got {values['max_beta']}")
+    return VPSchedule.cosine(steps, float(values["s"]), float(values["max_beta"]))
 
-    from safetensors.torch import save_file
 
-    from ..core.checkpoint import checkpoint_paths
-    weights, sidecar = checkpoint_paths(Path(path))
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
-    doc = {"format": PRIOR_FORMAT, "config": asdict(model.cfg), "weights_file": weights.name,
-           "parameters": sum(p.numel() for p in model.parameters()), "meta": meta}
-    sidecar.write_text(json.dumps(doc, indent=1) + "\n")
-    return weights, sidecar
+def _parse_config(d: dict) -> DiTConfig:
+    if not isinstance(d, dict):
+        raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
+    return DiTConfig(**d)
+
+
+def _describe(cfg: DiTConfig) -> dict:
+    return {"k": cfg.latent_dim // 2}
+
+
+register_kind(PRIOR_KIND, LatentDiT, _parse_config, config_to_dict=asdict, describe=_describe,
+              check_schedule=schedule_from_data)
+
+
+def save_prior(path, model: LatentDiT, meta: dict, schedule: dict = None):
+    """NAME.safetensors + NAME.json of kind "dit-prior" (config, schedule as data - default
+    LINEAR_SCHEDULE - and provenance `meta`); no pickle, both written atomically."""
+    info = {key: meta[key] for key in ("role", "channel") if key in (meta or {})}
+    return save_checkpoint(path, model, model.cfg, meta, kind=PRIOR_KIND,
+                           schedule=dict(LINEAR_SCHEDULE) if schedule is None else schedule, info=info)
 
 
 def load_prior(path):
-    """(model in eval mode, sidecar dict); one CheckpointError naming the file otherwise."""
-    from pathlib import Path
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..core.checkpoint import CheckpointError, checkpoint_paths
-    weights, sidecar = checkpoint_paths(Path(path))
-    for f in (weights, sidecar):
-        if not f.is_file():
-            raise CheckpointError(f"{f}: prior checkpoint file not found")
-    try:
-        doc = json.loads(sidecar.read_text())
-        if doc.get("format") != PRIOR_FORMAT:
-            raise ValueError(f"format {doc.get('format')!r} is not {PRIOR_FORMAT!r}")
-        cfg = DiTConfig(**doc["config"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{sidecar}: not a prior sidecar ({exc})") from None
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{weights}: truncated or corrupt safetensors file ({exc})") from None
-    model = LatentDiT(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{weights}: weights do not match the config ({str(exc).splitlines()[0]})") from None
-    return model.eval(), doc
+    """(model in eval mode, sidecar dict); one CheckpointError naming the file otherwise. The
+    schedule it was trained with: schedule_from_data(doc["schedule"])."""
+    model, _, doc = load_checkpoint(path, PRIOR_KIND)
+    return model, doc

@@ -27,13 +27,13 @@ class LocalBackend:
     def __init__(self, device: str = ""):
         self.device = torch.device(device or default_device())
         self._models: Dict[str, tuple] = {}
-        self._priors: Dict[str, torch.nn.Module] = {}
+        self._priors: Dict[str, tuple] = {}
         self._lock = threading.Lock()
 
     def _get(self, name: str):
         with self._lock:
             if name not in self._models:
-                model, cfg, doc = load_checkpoint(checkpoint_for(name))
+                model, cfg, doc = load_checkpoint(checkpoint_for(name), "jscc")
                 self._models[name] = (model.to(self.device), cfg, doc)
             return self._models[name]
 
@@ -68,12 +68,20 @@ class LocalBackend:
     def prior(self, name: str):
         """The diffusion prior `name` on this device (no gradients w.r.t. its weights:
         PiGDM/DPS differentiate w.r.t. inputs only)."""
+        return self._prior(name)[0]
+
+    def prior_schedule(self, name: str):
+        """The noise schedule the prior `name` was trained with (its checkpoint's, as data)."""
+        return self._prior(name)[1]
+
+    def _prior(self, name):
         with self._lock:
             if name not in self._priors:
                 from ..core.models import prior_path
-                from ..diffusion.dit import load_prior
-                model, _ = load_prior(prior_path(name))
-                self._priors[name] = model.requires_grad_(False).to(self.device)
+                from ..diffusion.dit import load_prior, schedule_from_data
+                model, doc = load_prior(prior_path(name))
+                self._priors[name] = (model.requires_grad_(False).to(self.device),
+                                      schedule_from_data(doc["schedule"]))
             return self._priors[name]
 
     # ---- schemes

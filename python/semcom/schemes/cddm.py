@@ -21,7 +21,7 @@ class CDDM(DeepJSCCScheme):
         from ..diffusion.cddm import cddm_sample
         from ..diffusion.matched_start import matched_step
         opt = self.option_values(obs.options, obs.channel_type)
-        schedule, lin, xhat = prior_schedule(), lemma1_observation(obs), obs.xhat
+        schedule, lin, xhat = prior_schedule(models, obs, opt["prior"]), lemma1_observation(obs), obs.xhat
         gen = torch.Generator().manual_seed(obs.seed)
         eps_x = prior_eps(models, "user", obs, opt["prior"], schedule)
         x0 = cddm_sample(eps_x, lin, xhat, schedule, opt["steps"], opt["order"], opt["variant"], gen)

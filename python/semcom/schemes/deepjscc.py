@@ -71,9 +71,17 @@ def lemma1_observation(obs: Observation, device=None):
     return LinearObservation(l1.a, l1.b, l1.c, LATENT_SCALE, LATENT_SCALE)
 
 
-def prior_schedule():
+def prior_schedule(models, obs: Observation, kind: str, roles=("user",)):
+    """The noise schedule the chains run on: the one the shipped priors were trained with
+    (read from their checkpoints; all of them must agree), or for the unit-Gaussian control
+    ("gaussian") the linear VP schedule."""
     from ..diffusion.schedule import VPSchedule
-    return VPSchedule.linear()  # the priors' training schedule (apps/train_prior.py)
+    if kind == "gaussian":
+        return VPSchedule.linear()
+    schedules = [models.prior_schedule(prior_name(role, obs.channel_type, obs.k)) for role in roles]
+    if any(not torch.equal(s.alphas_cumprod, schedules[0].alphas_cumprod) for s in schedules[1:]):
+        raise ValueError(f"the priors of {', '.join(roles)} were trained with different noise schedules")
+    return schedules[0]
 
 
 def prior_eps(models, role, obs: Observation, kind, schedule):

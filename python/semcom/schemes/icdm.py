@@ -22,7 +22,7 @@ class ICDM(DeepJSCCScheme):
         from ..diffusion.icdm import icdm_sample
         from ..diffusion.matched_start import matched_start, matched_step
         opt = self.option_values(obs.options, obs.channel_type)
-        schedule, lin, xhat = prior_schedule(), lemma1_observation(obs), obs.xhat
+        schedule, lin, xhat = prior_schedule(models, obs, opt["prior"], self.priors), lemma1_observation(obs), obs.xhat
         gen = torch.Generator().manual_seed(obs.seed)
         eps_x = prior_eps(models, "user", obs, opt["prior"], schedule)
         eps_i = prior_eps(models, "interferer", obs, opt["prior"], schedule)
