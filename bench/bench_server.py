@@ -45,8 +45,9 @@ from gnuradio.semcom.inference.client import ServerBackend
 from gnuradio.semcom.inference.local import LocalBackend
 from gnuradio.semcom.inference.spawn import spawn_server, stop_server
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
+from gnuradio.semcom.core.models import jscc_model_name
 
-MODEL = "jscc_user_awgn_k512"
+MODEL = jscc_model_name("user", "awgn", 512)
 WARMUP = 2  # calls at the start of each slice, not timed: the other backend just had the CPU
 
 

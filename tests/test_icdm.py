@@ -18,7 +18,7 @@ from gnuradio.semcom.core.equalizer import lemma1, mmse_equalize
 from gnuradio.semcom.core.mapping import complex_to_real
 from gnuradio.semcom.diffusion.guidance import (LinearObservation, dps_objective, guided_eps,
                                                 projection_guidance)
-from gnuradio.semcom.diffusion.icdm import _guidance
+from gnuradio.semcom.diffusion.icdm import guidance_terms
 from gnuradio.semcom.diffusion.matched_start import chain_noise, matched_start, matched_step
 from gnuradio.semcom.diffusion.schedule import VPSchedule
 
@@ -87,8 +87,8 @@ def test_pigdm_equals_the_gaussian_surrogate_on_gaussian_priors():
     x, i = (torch.randn(xhat.shape, dtype=torch.float64, generator=g) for _ in range(2))
     t = 300
     abar = S.alphas_cumprod[t].item()
-    ours = _guidance("gaussian", eps, eps, obs, xhat.float(), S, x.float(), i.float(), t, abar)
-    pigdm = _guidance("pigdm", eps, eps, obs, xhat.float(), S, x.float(), i.float(), t, abar)
+    ours = guidance_terms("gaussian", eps, eps, obs, xhat.float(), S, x.float(), i.float(), t, abar)
+    pigdm = guidance_terms("pigdm", eps, eps, obs, xhat.float(), S, x.float(), i.float(), t, abar)
     for a, b in zip(ours, pigdm):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -102,7 +102,7 @@ def test_dps_gradient_closed_form():
     x, i = (torch.randn(xhat.shape, generator=g) for _ in range(2))
     t = 500
     abar = S.alphas_cumprod[t].item()
-    _, _, gx, gi = _guidance("dps", eps, eps, obs, xhat.float(), S, x, i, t, abar)
+    _, _, gx, gi = guidance_terms("dps", eps, eps, obs, xhat.float(), S, x, i, t, abar)
     x0, i0 = abar ** 0.5 * x, abar ** 0.5 * i
     c2 = obs.variance(0.0)
     r = xhat.float() - obs.mean(x0, i0)

@@ -120,6 +120,20 @@ def test_empty_out_is_refused_and_writes_nothing_here(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_help_lists_every_scheme_with_its_options(capsys):
+    """--help is generated from the registry: each scheme, its description, each option's default."""
+    from gnuradio.semcom import schemes
+    with pytest.raises(SystemExit) as exc:
+        run_link_module().main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for name in schemes.names():
+        scheme = schemes.get(name)
+        assert f"  {name}: {scheme.description}" in text
+        for option in scheme.options:
+            assert f"{option.name}={option.default}" in text, (name, option.name)
+
+
 @pytest.mark.slow
 def test_help_is_still_the_full_text():
     res = run("--help")

@@ -113,26 +113,26 @@ def test_dynamic_batches_never_exceed_max_batch():
 
     def handed_out():  # the batches handed to the worker thread, as item counts per request
         out = []
-        while not server._jobs.empty():
-            _, items = server._jobs.get()
+        while not server.jobs.empty():
+            _, items = server.jobs.get()
             out.append([len(r.arrays["latents"]) for r in items])
         return out
 
     try:
         for n, size in enumerate((2, 1, 3, 6, 1)):
             lat = np.zeros((size, 1024), np.float32)
-            server._handle([b"peer%d" % n] + protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5},
+            server.handle([b"peer%d" % n] + protocol.pack({"op": "decode", "model": USER, "params": {"snr_db": 5},
                                                              "id": n}, [("latents", lat)]))
         assert handed_out() == []  # 13 items pending, none run before the flush
-        assert server._wait_ms() <= 100  # poll() gets a short timeout whatever --max-wait-ms is
-        server._flush()
+        assert server.wait_ms() <= 100  # poll() gets a short timeout whatever --max-wait-ms is
+        server.flush()
         assert handed_out() == [[2, 1]]  # full: one batch for the idle worker
-        server._flush()
+        server.flush()
         assert handed_out() == []  # the worker is busy: the rest waits
         server.max_wait = 0  # the rest is due now: one batch each time the worker is done
         for _ in range(3):
-            server._busy = 0
-            server._flush()
+            server.busy_batches = 0
+            server.flush()
         assert handed_out() == [[3], [6], [1]]
     finally:
         server.close()
@@ -244,7 +244,7 @@ def test_a_flood_during_a_batch_is_answered_busy_and_stop_runs_no_backlog():
         assert all("1048576 bytes (--max-pending-bytes)" in busy[i][1] for i in range(4, 21)), busy[4]
         assert all("6 requests (--max-pending)" in busy[i][1] for i in range(24, 31)), busy[24]
         assert sorted(r.id for reqs in server.pending.values() for r in reqs) == [1, 2, 3, 21, 22, 23]
-        assert server._pending_bytes == sum(r.nbytes for reqs in server.pending.values() for r in reqs) <= 1 << 20
+        assert server.pending_bytes == sum(r.nbytes for reqs in server.pending.values() for r in reqs) <= 1 << 20
         assert sizes == [1]  # all this while the first batch runs
         server.stop()  # e.g. SIGTERM: what waits is answered now, not run
         assert replies(6) == {i: ("shutting_down", "the server is stopping; this request did not run")
@@ -274,7 +274,7 @@ def test_request_cost_caps_items_and_total_nfe():
     coded = lambda n, op="encode": protocol.pack(
         {"op": op, "model": USER, "params": {"snr_db": 5}},
         [("images", np.zeros((n, 32, 32, 3), np.uint8))] if op == "encode" else [("latents", np.zeros((n, 1024), np.float32))])
-    check = lambda frames: server._check(*protocol.unpack(frames, 1 << 24))
+    check = lambda frames: server.check_request(*protocol.unpack(frames, 1 << 24))
     try:
         assert check(receive(5, 10))[1] == 5  # 5 x 20 = 100: at the cap
         with pytest.raises(BadRequest, match=r"6 images .* cost up to 120; .* cap per request is 100 \(--max-request-nfe\)"):
@@ -286,7 +286,7 @@ def test_request_cost_caps_items_and_total_nfe():
             assert check(coded(8, op))[1] == 8
             with pytest.raises(BadRequest, match=r"9 items in one request; .* cap is 8 \(--max-request-items\)"):
                 check(coded(9, op))
-        info = server._info()
+        info = server.describe()
         assert (info["max_request_items"], info["max_request_nfe"]) == (8, 100)
     finally:
         server.close()
@@ -334,17 +334,17 @@ def test_check_bind_accepts_the_usual_endpoints():
 def test_an_unexpected_exception_costs_one_request_not_the_server(caplog):
     server = InferenceServer("tcp://127.0.0.1:0", device="cpu")
     sent = []
-    server._send = lambda route, frames: sent.append(protocol.unpack(frames, 1 << 20)[0])
+    server.send = lambda route, frames: sent.append(protocol.unpack(frames, 1 << 20)[0])
     ping = protocol.pack({"op": "ping", "id": 7})
     try:
-        server._check = lambda header, arrays: {}["a bug"]
-        server._handle([b"peer"] + ping)
+        server.check_request = lambda header, arrays: {}["a bug"]
+        server.handle([b"peer"] + ping)
         assert [(h["ok"], h["id"], h["error"]["code"]) for h in sent] == [(False, 7, "internal")]
         assert len([r for r in caplog.records if r.name == "semcom.server"]) == 1  # one log line
-        del server._check
-        server._handle([b"peer"] + ping)
+        del server.check_request
+        server.handle([b"peer"] + ping)
         assert sent[-1]["result"]["pong"] is True
-        server._handle([b"peer", b""])  # routing frames only: not a request, dropped and counted
+        server.handle([b"peer", b""])  # routing frames only: not a request, dropped and counted
         assert len(sent) == 2 and server.stats["dropped"] == 1
     finally:
         server.close()
@@ -365,7 +365,7 @@ def test_unpack_and_handle_are_total():
               b"null", b"true", b"[" * 3000, b'{"a":' * 2000, b"9" * 30, b"\xff", b"2.5", b'"\\u0000"']
     server = InferenceServer("tcp://127.0.0.1:0", device="cpu", max_bytes=MAX_BYTES)
     replies = []
-    server._send = lambda route, frames: replies.append(protocol.unpack(frames, 1 << 20)[0])
+    server.send = lambda route, frames: replies.append(protocol.unpack(frames, 1 << 20)[0])
     try:
         for _ in range(3000):
             frames = list(rng.choice(seeds))
@@ -382,11 +382,11 @@ def test_unpack_and_handle_are_total():
             except protocol.ProtocolError:
                 pass
             before = len(replies)
-            server._handle([b"peer"] + frames)
+            server.handle([b"peer"] + frames)
             queued = sum(len(v) for v in server.pending.values())  # valid ones wait for a batch
             for key in list(server.pending):
-                server._take_pending(key, len(server.pending[key]))
-            assert server._pending_n == server._pending_bytes == 0
+                server.take_pending(key, len(server.pending[key]))
+            assert server.pending_n == server.pending_bytes == 0
             assert len(replies) - before + queued == (1 if frames else 0), frames[:2]
         assert server.stats["internal"] == 0 and server.stats["requests"] > 2900
     finally:
@@ -723,8 +723,8 @@ def test_receive_over_the_nfe_cap_is_refused_at_once(server):
         frames = lambda steps: protocol.pack({"op": "receive", "receiver": "icdm", "id": steps, "params": dict(
             params, options={"steps": steps})}, arrays)
         with pytest.raises(BadRequest, match="costs up to 12 .* cap is 10"):
-            capped._check(*protocol.unpack(frames(6), 1 << 20))
-        assert capped._check(*protocol.unpack(frames(5), 1 << 20))[1] == 1
+            capped.check_request(*protocol.unpack(frames(6), 1 << 20))
+        assert capped.check_request(*protocol.unpack(frames(5), 1 << 20))[1] == 1
     finally:
         capped.close()
 

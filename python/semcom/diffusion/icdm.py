@@ -22,7 +22,7 @@ from .samplers import UniPC
 from .schedule import VPSchedule
 
 
-def _guidance(kind, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar):
+def guidance_terms(kind, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar):
     """(eps_x, eps_i, grad_x, grad_i) at (x, i, t) for one guidance kind."""
     if kind in ("gaussian", "projection"):
         ex, ei = eps_x(x, t), eps_i(i, t)
@@ -54,7 +54,7 @@ def icdm_sample(eps_x: Callable, eps_i: Callable, obs: LinearObservation, xhat: 
     x, i = x_T, i_T
     for t in timesteps:
         abar = schedule.alphas_cumprod[t].item()
-        ex, ei, gx, gi = _guidance(guidance, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar)
+        ex, ei, gx, gi = guidance_terms(guidance, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar)
         gex, gei = guided_eps(ex, gx, abar, zeta_x), guided_eps(ei, gi, abar, zeta_i)
         x = ux.step(x, gex if guided_corrector else ex, gex)
         i = ui.step(i, gei if guided_corrector else ei, gei)

@@ -196,7 +196,7 @@ class InferenceServer:
             self._wake = self.ctx.socket(zmq.PAIR)
             self._wake.setsockopt(zmq.LINGER, 0)
             self._wake.bind(self._wake_address)
-            self.models = self._models_info()  # load every shipped model now: fail early, answer fast
+            self.models = self.models_info()  # load every shipped model now: fail early, answer fast
             self._checkpoints = {n for n, m in self.models.items() if "error" not in m} | set(list_priors())
             if self.models and all("error" in m for m in self.models.values()):
                 raise ValueError(f"no model loads on {device}: {next(iter(self.models.values()))['error']}")
@@ -204,17 +204,17 @@ class InferenceServer:
             self.close()
             raise
         self.pending = OrderedDict()  # batch key -> [Request] in arrival order
-        self._pending_n = self._pending_bytes = 0  # what pending holds: capped, answered `busy` beyond
-        self._jobs = queue.SimpleQueue()   # (key, [Request]) for the worker; None ends it
+        self.pending_n = self.pending_bytes = 0  # what pending holds: capped, answered `busy` beyond
+        self.jobs = queue.SimpleQueue()   # (key, [Request]) for the worker; None ends it
         self._done = queue.SimpleQueue()   # (replies, failed) from the worker
-        self._busy = 0                     # batches handed to the worker, replies not yet sent
+        self.busy_batches = 0                     # batches handed to the worker, replies not yet sent
         self._worker = None
         self.stats = {"requests": 0, "errors": 0, "batches": 0, "internal": 0, "dropped": 0, "undelivered": 0,
                       "busy": 0, "not_run": 0}
         self._stop = False
 
     # ------------------------------------------------------------------ requests
-    def _models_info(self):
+    def models_info(self):
         from ..core.models import list_models
         out = {}
         for name in list_models():
@@ -233,11 +233,11 @@ class InferenceServer:
                          "snr_range_db": list(SNR_RANGE_DB)}
         return out
 
-    def _schemes_info(self):
+    def schemes_info(self):
         from .. import schemes
         return {n: schemes.get(n).describe() for n in schemes.names()}
 
-    def _info(self):
+    def describe(self):
         from .. import schemes
         return {"protocol": protocol.VERSION.decode(), "device": str(self.backend.device),
                 "cpu_threads": torch.get_num_threads(),
@@ -246,7 +246,7 @@ class InferenceServer:
                 "max_request_items": self.max_request_items, "max_request_nfe": self.max_request_nfe,
                 "max_pending": self.max_pending, "max_pending_bytes": self.max_pending_bytes,
                 "curve": self.curve, "client_auth": self.client_auth,
-                "models": self.models, "schemes": self._schemes_info(), "receivers": schemes.names(),
+                "models": self.models, "schemes": self.schemes_info(), "receivers": schemes.names(),
                 "priors": list_priors(), "checkpoints": sorted(set(self.models) | set(list_priors()))}
 
     @staticmethod
@@ -258,7 +258,7 @@ class InferenceServer:
             raise BadRequest("bad_params", f"'params.{key}' must be {what}")
         return v
 
-    def _check(self, header, arrays):
+    def check_request(self, header, arrays):
         """Validate one request's meaning: (batch key, items), or None: answer at once."""
         op = header.get("op")
         if op in ("ping", "info"):
@@ -284,7 +284,7 @@ class InferenceServer:
                 raise BadRequest("bad_shape", f"decode {model} needs one array, 'latents' float32 (N, {2 * info['k']})")
             if a.shape[0] < 1:
                 raise BadRequest("bad_shape", "empty batch")
-            self._check_items(a.shape[0])
+            self.check_items(a.shape[0])
             return (op, model, float(snr)), a.shape[0]
         from .. import schemes
         name = header.get("scheme", header.get("receiver"))  # "receiver": the name before schemes
@@ -292,7 +292,7 @@ class InferenceServer:
             raise BadRequest("unknown_receiver", f"unknown scheme {name!r:.80}")
         scheme = schemes.get(name)
         if op == "transmit":
-            return self._check_transmit(scheme, params, arrays)
+            return self.check_transmit(scheme, params, arrays)
         try:
             fields = schemes.Observation.params_from_wire(params)
             nfe = scheme.max_nfe(fields["options"], fields["channel_type"])
@@ -308,14 +308,14 @@ class InferenceServer:
         except ValueError as exc:
             raise BadRequest("bad_shape", str(exc)) from None
         n = obs.n
-        self._check_items(n)
+        self.check_items(n)
         if n * nfe > self.max_request_nfe:  # the per-image cap alone lets 64 MiB of images hold the worker
             raise BadRequest("too_costly", f"{n} images at up to {nfe} network evaluations each cost up to "
                                            f"{n * nfe}; this server's cap per request is {self.max_request_nfe} "
                                            "(--max-request-nfe): send fewer images per request")
         return (op, name, json.dumps(params, sort_keys=True), obs.k), n
 
-    def _check_transmit(self, scheme, params, arrays):
+    def check_transmit(self, scheme, params, arrays):
         from .. import schemes
         try:
             tx = schemes.TxContext.from_wire(params, {k: v for k, v in arrays.items() if k == "csi"})
@@ -335,15 +335,15 @@ class InferenceServer:
             raise BadRequest("bad_shape", f"model {model} takes images {tuple(info['image_shape'])}, got {images.shape[1:]}")
         if tx.csi is not None and (tx.csi.ndim != 2 or tx.csi.shape[0] != images.shape[0]):
             raise BadRequest("bad_shape", f"'csi' must be complex64 ({images.shape[0]}, k)")
-        self._check_items(images.shape[0])
+        self.check_items(images.shape[0])
         return ("transmit", scheme.name, json.dumps(params, sort_keys=True), model), images.shape[0]
 
-    def _check_items(self, n):
+    def check_items(self, n):
         if n > self.max_request_items:  # one request runs alone, holding every other client up
             raise BadRequest("too_costly", f"{n} items in one request; this server's cap is "
                                            f"{self.max_request_items} (--max-request-items)")
 
-    def _run_batch(self, key, items):
+    def run_batch(self, key, items):
         """Run one batch (on the worker thread); [(route, reply frames)], one per request."""
         op = key[0]
         if op == "encode":
@@ -363,11 +363,11 @@ class InferenceServer:
             else:
                 obs = schemes.Observation.from_wire(params, {n: cat(n) for n in ARRAYS["receive"]})
                 result, arrays = self.backend.receive(key[1], obs).to_wire()
-            return self._split_replies(items, result, arrays)
-        return self._split_replies(items, None, [(name, out)])
+            return self.split_replies(items, result, arrays)
+        return self.split_replies(items, None, [(name, out)])
 
     @staticmethod
-    def _split_replies(items, result, arrays):
+    def split_replies(items, result, arrays):
         """[(route, reply frames)]: each request gets its rows of every array."""
         replies, start = [], 0
         for r in items:
@@ -386,10 +386,10 @@ class InferenceServer:
         wake.setsockopt(zmq.LINGER, 0)
         wake.connect(self._wake_address)
         try:
-            while (job := self._jobs.get()) is not None:
+            while (job := self.jobs.get()) is not None:
                 key, items = job
                 try:
-                    replies, failed = self._run_batch(key, items), False
+                    replies, failed = self.run_batch(key, items), False
                 except Exception as exc:  # a failing model must not end the server
                     log.error("batch %s failed: %s", key[:2], exc)
                     replies = [(r.route, protocol.error_reply(r.id, "internal", str(exc))) for r in items]
@@ -403,14 +403,14 @@ class InferenceServer:
             wake.close(0)
 
     # ------------------------------------------------------------------ I/O thread
-    def _send(self, route, frames):
+    def send(self, route, frames):
         try:  # NOBLOCK: a client that does not read its replies must not stall the I/O thread
             self.sock.send_multipart(route + frames, zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the client went away (or stopped reading): say so
             self.stats["undelivered"] += 1
             log.warning("reply not delivered: %s", exc)
 
-    def _handle(self, frames):
+    def handle(self, frames):
         # ROUTER prefix: the peer identity, plus an empty delimiter from REQ peers.
         route = frames[:2] if len(frames) > 1 and frames[1] == b"" else frames[:1]
         body = frames[len(route):]
@@ -422,58 +422,58 @@ class InferenceServer:
         try:
             header, arrays = protocol.unpack(body, self.max_bytes)
             request_id = header.get("id")
-            checked = self._check(header, arrays)
+            checked = self.check_request(header, arrays)
             if checked is None:
                 result = {"pong": True, "protocol": protocol.VERSION.decode()} if header["op"] == "ping" \
-                    else self._info()
-                self._send(route, protocol.pack({"ok": True, "id": request_id, "result": result}))
+                    else self.describe()
+                self.send(route, protocol.pack({"ok": True, "id": request_id, "result": result}))
                 return
         except (protocol.ProtocolError, BadRequest) as exc:
             self.stats["errors"] += 1
-            self._send(route, protocol.error_reply(request_id, exc.code, str(exc)))
+            self.send(route, protocol.error_reply(request_id, exc.code, str(exc)))
             return
         except Exception as exc:  # last resort: a bug costs this request, never the server
             self.stats["errors"] += 1
             self.stats["internal"] += 1
             log.error("internal error on a request: %r", exc)
-            self._send(route, protocol.error_reply(request_id, "internal", f"internal error: {exc!r:.200}"))
+            self.send(route, protocol.error_reply(request_id, "internal", f"internal error: {exc!r:.200}"))
             return
         key, n = checked
         # Requests wait while the worker runs a batch: cap what they hold, answering the rest at
         # once (never blocking this thread). One request is always let in, however large.
         nbytes = sum(len(f) for f in body)
-        if self._pending_n >= self.max_pending:
+        if self.pending_n >= self.max_pending:
             full = f"{self.max_pending} requests (--max-pending)"
-        elif self._pending_n and self._pending_bytes + nbytes > self.max_pending_bytes:
+        elif self.pending_n and self.pending_bytes + nbytes > self.max_pending_bytes:
             full = f"{self.max_pending_bytes} bytes (--max-pending-bytes)"
         else:
             full = None
         if full:
             self.stats["errors"] += 1
             self.stats["busy"] += 1
-            self._send(route, protocol.error_reply(request_id, "busy", (
-                f"{self._pending_n} requests ({self._pending_bytes} bytes) wait already; this server's "
+            self.send(route, protocol.error_reply(request_id, "busy", (
+                f"{self.pending_n} requests ({self.pending_bytes} bytes) wait already; this server's "
                 f"cap is {full}: retry later")))
             return
         self.pending.setdefault(key, []).append(Request(route, request_id, arrays, n, time.monotonic(), nbytes))
-        self._pending_n += 1
-        self._pending_bytes += nbytes
+        self.pending_n += 1
+        self.pending_bytes += nbytes
 
-    def _take_pending(self, key, count):
+    def take_pending(self, key, count):
         """The first `count` requests waiting under `key`, removed from pending."""
         reqs = self.pending[key]
         if count < len(reqs):
             self.pending[key] = reqs[count:]
         else:
             del self.pending[key]
-        self._pending_n -= count
-        self._pending_bytes -= sum(r.nbytes for r in reqs[:count])
+        self.pending_n -= count
+        self.pending_bytes -= sum(r.nbytes for r in reqs[:count])
         return reqs[:count]
 
-    def _flush(self):
+    def flush(self):
         """Hand the next ready batch to the worker when it is idle: one at a time, so requests
         that arrive meanwhile join the next batch."""
-        if not self.pending or self._busy:
+        if not self.pending or self.busy_batches:
             return
         now = time.monotonic()
         ready = [key for key, reqs in self.pending.items()
@@ -487,34 +487,34 @@ class InferenceServer:
         while take < len(reqs) and (take == 0 or size + reqs[take].n <= self.max_batch):
             size += reqs[take].n
             take += 1
-        self._jobs.put((key, self._take_pending(key, take)))
-        self._busy += 1
+        self.jobs.put((key, self.take_pending(key, take)))
+        self.busy_batches += 1
         self.stats["batches"] += 1
 
-    def _refuse_pending(self):
+    def refuse_pending(self):
         """On stop: answer every request that has not started, rather than run the backlog."""
         for key in list(self.pending):
-            for r in self._take_pending(key, len(self.pending[key])):
+            for r in self.take_pending(key, len(self.pending[key])):
                 self.stats["errors"] += 1
                 self.stats["not_run"] += 1
-                self._send(r.route, protocol.error_reply(r.id, "shutting_down",
+                self.send(r.route, protocol.error_reply(r.id, "shutting_down",
                                                          "the server is stopping; this request did not run"))
 
-    def _send_done(self):
+    def send_done(self):
         while True:
             try:
                 replies, failed = self._done.get_nowait()
             except queue.Empty:
                 return
-            self._busy -= 1
+            self.busy_batches -= 1
             self.stats["errors"] += len(replies) if failed else 0
             for route, frames in replies:
-                self._send(route, frames)
+                self.send(route, frames)
 
-    def _wait_ms(self):
+    def wait_ms(self):
         # At most 100 ms: requests and the worker wake the poller anyway; the timeout is for
         # the oldest request's batching deadline and for noticing stop() soon.
-        if self._busy or not self.pending:
+        if self.busy_batches or not self.pending:
             return 100.0
         oldest = min(reqs[0].t for reqs in self.pending.values())
         return min(100.0, max(0.0, (oldest + self.max_wait - time.monotonic()) * 1000))
@@ -531,24 +531,24 @@ class InferenceServer:
         log.info("serving on %s (device %s)", self.endpoint, self.backend.device)
         try:
             while not self._stop:
-                events = dict(poller.poll(self._wait_ms()))
+                events = dict(poller.poll(self.wait_ms()))
                 if self._wake in events:
                     while self._wake.poll(0):
                         self._wake.recv()
-                self._send_done()
+                self.send_done()
                 if self.sock in events:
                     for _ in range(4 * self.max_batch):  # take what has arrived, then hand out batches
                         try:
                             frames = self.sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._handle(frames)
-                self._flush()
-            self._refuse_pending()  # the batch in progress is finished below, nothing more
+                        self.handle(frames)
+                self.flush()
+            self.refuse_pending()  # the batch in progress is finished below, nothing more
         finally:
-            self._jobs.put(None)
+            self.jobs.put(None)
             self._worker.join()
-            self._send_done()
+            self.send_done()
             self.close(linger=1000)  # the last replies (shutting_down, the last batch's) get out
         log.info("stopped after %d requests (%d errors, %d internal, %d busy, %d not run at stop, %d batches, "
                  "%d dropped)", self.stats["requests"], self.stats["errors"], self.stats["internal"],
