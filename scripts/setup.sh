@@ -62,6 +62,7 @@ cmake --build build -j"$(nproc)" >/dev/null   # fails loudly if the first pass f
 # A file removed from the source must not linger in the installed package (cmake --install
 # never deletes): the installed tree is rewritten whole.
 rm -rf "$venv/lib/python$pyver/site-packages/gnuradio/semcom"
+rm -f "$venv/share/gnuradio/grc/blocks/semcom_"*.block.yml
 cmake --install build >/dev/null
 "$venv/bin/python" -c "from gnuradio import semcom" || { say "import of gnuradio.semcom failed"; exit 1; }
 say "ready: $venv (GNU Radio $("$venv/bin/python" -c 'from gnuradio import gr; print(gr.version())'))"

@@ -1,12 +1,16 @@
 """Shared test set-up: GNU Radio tests run against the module installed in .venv."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+# The block yml as installed with the module: the static ones and those the build makes from
+# grc/*.block.yml.in (scheme lists filled from the registry). grcc reads them from here.
+GRC_BLOCKS = Path(sys.prefix) / "share" / "gnuradio" / "grc" / "blocks"
 
 # Tests on the real datasets of ../shared/data (present in development and CI) skip, with
 # this reason, where that folder is absent.

@@ -16,7 +16,7 @@ from gnuradio import blocks, gr
 from gnuradio import semcom
 from gnuradio.semcom.core.channel import link_powers
 
-from conftest import REPO
+from conftest import GRC_BLOCKS, REPO
 
 N = 400_000
 
@@ -261,7 +261,7 @@ def test_grc_flowgraph_with_fading_source_and_h_input(tmp_path):
     Source and the channel's optional h input; channel inversion at infinite SNR."""
     grc = tmp_path / "precoded_link.grc"
     grc.write_text(FLOWGRAPH)
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"))
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(GRC_BLOCKS))
     res = subprocess.run(["grcc", "-o", str(tmp_path), str(grc)], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -283,7 +283,7 @@ def test_grc_cpp_flowgraph_with_fading_source_builds_and_runs(tmp_path):
                                                         "gen_linking: dynamic, cmake_opt: ''")
     grc = tmp_path / "precoded_link.grc"
     grc.write_text(text)
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"))
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(GRC_BLOCKS))
     res = subprocess.run(["grcc", "-o", str(tmp_path), str(grc)], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import GRC_BLOCKS, REPO
 
 EXAMPLES = sorted((REPO / "grc" / "examples").glob("*.grc"))
 
@@ -20,7 +20,7 @@ def generate_options(path):
 
 
 def compile_grc(path, out_dir):
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"))
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(GRC_BLOCKS))
     res = subprocess.run(["grcc", "-o", str(out_dir), str(path)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -135,7 +135,7 @@ def test_gui_sliders_may_cross(name, cls_args, count_expr, tmp_path):
 
 
 def blocks_yml():
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((REPO / "grc").glob("*.block.yml"))}
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(GRC_BLOCKS.glob("semcom_*.block.yml"))}
 
 
 def test_only_the_cpp_blocks_claim_cpp():
@@ -209,7 +209,7 @@ def test_cpp_flowgraph_builds_and_runs(tmp_path):
     import numpy as np
     grc = tmp_path / "cpp_link.grc"
     grc.write_text(CPP_FLOWGRAPH)
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"))
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(GRC_BLOCKS))
     res = subprocess.run(["grcc", "-o", str(tmp_path), str(grc)], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

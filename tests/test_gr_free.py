@@ -67,8 +67,9 @@ def run_without_gr(script, timeout=240, env=None):
 
 
 # What every GR-free run imports and does: all modules of the sub-packages, LocalBackend
-# encode + decode of the shipped sample images, an InferenceServer on a thread answering a
-# ping and an encode (equal to the local one). `print("ok")` at the end.
+# encode + decode of the shipped sample images, the batch engine with a diffusion scheme,
+# an InferenceServer on a thread answering a ping, an encode (equal to the local one) and
+# the same batch run through it. `print("ok")` at the end.
 IMPORT_AND_RUN = f'''
     import importlib, importlib.util, pkgutil, threading
     import numpy as np
@@ -103,6 +104,14 @@ IMPORT_AND_RUN = f'''
     quality = float(psnr(to_tensor(decoded), to_tensor(images)).mean())
     assert quality > 25, quality  # noiseless: the model's own reconstruction (~31 dB)
 
+    # the batch engine: a scheme with a diffusion prior, in-process and through the server
+    from gnuradio.semcom.schemes.link_sim import simulate
+    from gnuradio.semcom.core.models import default_models
+    user, interferer = default_models("awgn", 512)
+    here = simulate(local, images[:2], "awgn", 20.0, 5.0, user, interferer, "cddm", seed=1,
+                    receiver_options={{"steps": 2}})
+    assert len(here.received) == 2 and here.nfe == 2 and not here.errors
+
     server = InferenceServer("tcp://127.0.0.1:0", device="cpu")
     loop = threading.Thread(target=server.serve)
     loop.start()
@@ -110,6 +119,9 @@ IMPORT_AND_RUN = f'''
         client = ServerBackend(server.endpoint, timeout=60)
         assert client.ping()["pong"] is True
         np.testing.assert_allclose(client.encode("{USER}", images, 20.0), latents, rtol=1e-5, atol=1e-5)
+        there = simulate(client, images[:2], "awgn", 20.0, 5.0, user, interferer, "cddm", seed=1,
+                         receiver_options={{"steps": 2}})
+        np.testing.assert_allclose(there.latent_mse_db, here.latent_mse_db, atol=1e-3)
         client.close()
     finally:
         server.stop()
