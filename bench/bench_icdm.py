@@ -35,10 +35,15 @@ from gnuradio.semcom.schemes.link_sim import equalized_batch
 from gnuradio.semcom.inference import get_backend
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 
-RECEIVER_ORDER = ("mmse", "lmmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection", "icdm-gaussian")
+# The registry's DeepJSCC family (every scheme that cleans the equalized latent), the linear
+# ones first (no priors), then by the priors they run; each variant after its base scheme.
+FAMILY = sorted((n for n in schemes.names() if schemes.get(n).family == "deepjscc"),
+                key=lambda n: (len(schemes.get(n).priors), n))
 # Not registered receivers: a registered one with options (what the learned priors add).
 VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"})}
-SLOW = ("icdm-pigdm", "icdm-dps")  # autograd through both priors: run on --slow-images
+RECEIVER_ORDER = tuple(FAMILY) + tuple(VARIANTS)
+# autograd through the priors (PiGDM, DPS guidance): run on --slow-images
+SLOW = tuple(n for n in FAMILY if getattr(schemes.get(n), "autograd", False))
 TRAIN_SPEC = "cifar10_train_batch3"  # training images (both priors' data lie in cifar10_train)
 
 

@@ -51,7 +51,8 @@ def fill(text: str, schemes) -> str:
                 s = schemes.get(name)
                 out.append(f"{indent}{name}: {s.description}")
                 if s.options:
-                    opts = ", ".join(f"{o.name}={o.default}" for o in s.options)
+                    opts = ", ".join(f"{o.name}={o.default}" + "".join(f" ({c}: {v})" for c, v in o.channel_defaults)
+                                     for o in s.options)
                     out.append(f"{indent}    options (defaults): {opts}")
             continue
         for key, value in values.items():

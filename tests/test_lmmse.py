@@ -36,3 +36,8 @@ def test_lmmse_is_the_interference_aware_linear_mmse(channel):
     assert err < mmse_err
     no_interferer = schemes.Observation(zhat, w, out.h, link_powers(snr), snr, math.inf, channel)
     torch.testing.assert_close(schemes.get("lmmse").clean(no_interferer, None)[0], complex_to_real(zhat).float())
+    # Weights other than the MMSE ones (an equalizer told another noise variance): still w_l y.
+    zhat2, w2 = mmse_equalize(out.y, out.h, p.signal_power, 4 * p.noise_var)
+    other = schemes.Observation(zhat2, w2, out.h, p, snr, sinr, channel)
+    torch.testing.assert_close(schemes.get("lmmse").clean(other, None)[0], complex_to_real(w_l * out.y).float(),
+                               rtol=1e-5, atol=1e-6)

@@ -73,33 +73,38 @@ def test_run_record_resolves_the_schemes_options():
 def test_observation_wire_round_trip_and_validation(backend, sample):
     _, obs = equalized_batch(backend, sample[:3], sample[-3:], "rayleigh", 12.0, 3.0, "jscc_user_rayleigh_k512",
                              INTERFERER, 1, SEEDED(0))
-    obs.options, obs.metadata = {"steps": 3}, {"frame": 7}
+    obs.options, obs.side_info = {"steps": 3}, [{"frame": n} for n in range(3)]
     params, arrays = obs.to_wire()
     back = schemes.Observation.from_wire(params, dict(arrays))
     for name in ("zhat", "w", "h"):
         torch.testing.assert_close(getattr(back, name), getattr(obs, name), rtol=0, atol=0)
     for name in ("powers", "snr_db", "sinr_db", "channel_type", "options", "seed", "model", "csi_source",
-                 "snr_source", "metadata"):
+                 "snr_source", "side_info"):
         assert getattr(back, name) == getattr(obs, name), name
     inf = schemes.Observation.from_wire({k: v for k, v in params.items() if k != "sinr_db"}, dict(arrays))
     assert inf.sinr_db == math.inf  # no interferer: left out of the JSON
     bad = [({"noise_var": -1}, "noise_var"), ({"signal_power": 0}, "signal_power"), ({"seed": 1.5}, "seed"),
            ({"channel_type": "fog"}, "channel_type"), ({"csi_source": "oracle"}, "csi_source"),
            ({"snr_source": 3}, "snr_source"), ({"options": "steps=3"}, "options"), ({"snr_db": math.nan}, "snr_db"),
-           ({"power_policy": "per-batch"}, "power_policy")]
+           ({"power_policy": "per-batch"}, "power_policy"), ({"side_info": {"frame": 1}}, "side_info")]
     for change, field in bad:
         with pytest.raises(ValueError, match=field):
             schemes.Observation.from_wire(dict(params, **change), dict(arrays))
     short = dict(arrays, w=arrays[1][1][:, :5])
     with pytest.raises(ValueError, match="'xhat' float32 \\(N, 2k\\)"):
         schemes.Observation.from_wire(params, short)
+    with pytest.raises(ValueError, match="side information for 2 images"):
+        schemes.Observation.from_wire(dict(params, side_info=[{}, {}]), dict(arrays))
+    assert obs.take(slice(1, 3)).side_info == [{"frame": 1}, {"frame": 2}]
 
 
 def test_transmission_and_result_wire_round_trip():
     z = torch.randn(2, 8, dtype=torch.complex64)
-    sent = schemes.Transmission(z, {"mcs": "qpsk-1/2"}, 24)
+    sent = schemes.Transmission(z, [{"mcs": "qpsk-1/2"}, {"mcs": "16qam-3/4"}], 24)
     back = schemes.Transmission.from_wire(*_as_dict(sent.to_wire()))
-    assert torch.equal(back.symbols, z) and back.metadata == {"mcs": "qpsk-1/2"} and back.side_info_bits == 24
+    assert torch.equal(back.symbols, z) and back.side_info[1] == {"mcs": "16qam-3/4"} and back.side_info_bits == 24
+    with pytest.raises(ValueError, match="side information for 1 images"):
+        schemes.Transmission(z, [{}])
     result = schemes.Result(np.zeros((2, 4, 4, 3), np.uint8), None, 0, {"success_rate": 1.0})
     params, arrays = result.to_wire()
     assert [name for name, _ in arrays] == ["images"]  # no latents: none sent
@@ -119,10 +124,49 @@ def _as_dict(wire):
 
 def test_every_scheme_runs_on_the_batch_engine_and_reports_its_cbr(backend, sample):
     for name in schemes.names():
-        opts = {"steps": 1} if "steps" in schemes.get(name).defaults else {}
-        res = simulate(backend, sample[:2], "awgn", 15.0, 5.0, USER, INTERFERER, name, seed=1, receiver_options=opts)
+        scheme = schemes.get(name)
+        opts = {"steps": 1} if "steps" in scheme.defaults else {}
+        model = scheme.default_model("awgn", None, sample.shape[1:]) or USER
+        res = simulate(backend, sample[:2], "awgn", 15.0, 5.0, model, INTERFERER, name, seed=1, receiver_options=opts)
         assert len(res.received) == 2 and not res.errors, name
-        assert res.symbols_per_image == 512 and len(res.latent_mse_db) == 2
+        assert res.received.shape == sample[:2].shape and res.received.dtype == np.uint8
+        if scheme.family == "deepjscc":  # the JSCC model's k and latents
+            assert res.symbols_per_image == backend.info(model)["k"] and len(res.latent_mse_db) == 2
+            assert res.nfe <= scheme.max_nfe(opts, "awgn")  # the bound the server's cap relies on
+
+
+class GenieCSIT(schemes.Scheme):
+    """A scheme that needs the channel at the transmitter; it records the CSI it was handed."""
+    name, family, needs_csit = "test-genie-csit", "test", True
+
+    def __init__(self):
+        self.seen = []
+
+    def symbols_per_image(self, models, tx, image_shape):
+        return 512
+
+    def transmit(self, models, images, tx):
+        self.seen.append((tx.csi.clone(), tx.csi_source))
+        return schemes.get("mmse").transmit(models, images, schemes.TxContext(tx.snr_db, tx.channel_type, USER))
+
+    def receive(self, models, obs):
+        return schemes.get("mmse").receive(models, obs)
+
+
+def test_a_scheme_that_needs_csit_gets_the_fading_the_channel_applies(backend, sample):
+    """The batch engine draws the channel first and hands its h to the transmitter (genie
+    CSIT); the draws are those of any other scheme at the same seed."""
+    genie = schemes.register(GenieCSIT())
+    try:
+        _, obs = equalized_batch(backend, sample[:3], sample[-3:], "rayleigh", 10.0, 3.0, USER, INTERFERER, 4,
+                                 SEEDED(5), "test-genie-csit")
+        (csi, source), = genie.seen
+        assert source == "genie" and torch.equal(csi, obs.h)
+        _, plain = equalized_batch(backend, sample[:3], sample[-3:], "rayleigh", 10.0, 3.0, USER, INTERFERER, 4,
+                                   SEEDED(5), "mmse")
+        assert torch.equal(plain.h, obs.h) and plain.seed == obs.seed
+    finally:
+        schemes.SCHEMES.pop("test-genie-csit", None)
 
 
 # ------------------------------------------------------------------ a scheme is one module

@@ -83,8 +83,12 @@ def test_diffusion_receiver_on_the_server_equals_in_process(server):
 
 def test_transmit_and_receive_ops_run_any_scheme_like_in_process(server):
     """The generic ops: a scheme's transmitter and receiver on the server give what they give
-    in-process; the info lists every scheme with its option specs."""
+    in-process; the info lists every scheme with its option specs; what a batch could not run
+    is refused up front."""
+    import torch
     from gnuradio.semcom import schemes
+    from gnuradio.semcom.core.models import default_models
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
     client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
     imgs = load_dataset("sample").images[:4]
     tx = schemes.TxContext(12.0, "awgn", USER)
@@ -103,6 +107,23 @@ def test_transmit_and_receive_ops_run_any_scheme_like_in_process(server):
         client.transmit("nope", imgs, tx)
     with pytest.raises(ServerError, match="bad_shape"):
         client.transmit("mmse", imgs[:, :16], tx)
+    # each of these passed the checks once and failed in the batch (an `internal` reply that
+    # could take other clients' requests in the same batch with it): now refused up front
+    with pytest.raises(ServerError, match="bad_params"):
+        client.transmit("mmse", imgs, schemes.TxContext(12.0, "awgn", USER, options={"steps": 3}))
+    with pytest.raises(ServerError, match="unknown_model"):
+        client.transmit("mmse", imgs, schemes.TxContext(12.0, "awgn", "prior_user_awgn_k512"))
+    for csi in (np.ones((4, 512), np.uint8), np.ones((4, 7), np.complex64), np.ones((3, 512), np.complex64)):
+        params, _ = schemes.TxContext(12.0, "awgn", USER, csi_source="genie").to_wire()
+        with pytest.raises(ServerError, match="bad_params|bad_shape"):
+            client.call({"op": "transmit", "scheme": "mmse", "params": params}, [("images", imgs), ("csi", csi)])
+    _, obs = equalized_batch(local, imgs[:2], imgs[-2:], "awgn", 20.0, 5.0, *default_models("awgn", 512), 1,
+                             torch.Generator().manual_seed(0))
+    for model, code in (("jscc_user_awgn_k256", "bad_shape"), ("prior_user_awgn_k512", "unknown_model")):
+        obs.model = model
+        with pytest.raises(ServerError, match=code):
+            client.receive("mmse", obs)
+    assert client.ping()["pong"] is True
 
 
 def test_dynamic_batches_never_exceed_max_batch():

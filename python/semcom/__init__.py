@@ -63,7 +63,7 @@ def _extension():
         raise ImportError(
             "gnuradio.semcom: the C++ extension semcom_python did not load "
             f"({exc}). Rebuild and install the module (see README.md). The blocks need it "
-            "and GNU Radio 3.10; gnuradio.semcom.core, .diffusion and .inference do not."
+            "and GNU Radio 3.10; gnuradio.semcom.core, .diffusion, .schemes and .inference do not."
         ) from exc
 
 

@@ -18,6 +18,7 @@ from . import schemes
 from .core.channel import CHANNEL_TYPES, link_powers
 from .neural_block import neural_pdu_block
 from .pdu_util import OperatingPoint, image_pdu, make_pdu, meta_get, split_pdu
+from .scheme_transmitter import check_checkpoints_up_front
 
 
 class diffusion_receiver(neural_pdu_block):
@@ -40,8 +41,8 @@ class diffusion_receiver(neural_pdu_block):
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         link_powers(float(snr_db), float(sinr_db), float(signal_power))  # validates the operating point
-        if not server:  # in-process: a missing checkpoint fails here, not at the first packet
-            rx.check_checkpoints(channel_type, int(k), model)
+        # a missing checkpoint fails here (in-process, or on the server), not at the first packet
+        check_checkpoints_up_front(rx, channel_type, int(k), model, server, device)
         neural_pdu_block.__init__(self, "diffusion_receiver", "", snr_db, server, device, max_batch)
         self.message_port_register_out(pmt.intern("images"))
         self.scheme, self.channel_type, self.k, self.model = scheme, channel_type, int(k), model
@@ -89,8 +90,10 @@ class diffusion_receiver(neural_pdu_block):
             return None
         meta = pmt.dict_delete(pmt.dict_delete(meta, pmt.intern("w")), pmt.intern("h"))
         image_id = meta_get(meta, "image_id", 0)
+        side_info = meta_get(meta, "side_info", None)
         key = (float(snr), float(sinr))
-        return meta, (key, zhat, w, h, image_id if isinstance(image_id, int) else 0)
+        return meta, (key, zhat, w, h, image_id if isinstance(image_id, int) else 0,
+                      side_info if isinstance(side_info, dict) else None)
 
     def run_batch(self, items):
         """Items of one operating point go in one receiver call (in arrival order):
@@ -99,10 +102,12 @@ class diffusion_receiver(neural_pdu_block):
         for key in dict.fromkeys(k for k, *_ in items):
             idx = [n for n, (k, *_) in enumerate(items) if k == key]
             stack = lambda j: torch.from_numpy(np.stack([items[n][j] for n in idx]))
+            side_info = [items[n][5] or {} for n in idx]
             obs = schemes.Observation(zhat=stack(1), w=stack(2), h=stack(3),
                                       powers=link_powers(key[0], key[1], self.signal_power), snr_db=key[0],
                                       sinr_db=key[1], channel_type=self.channel_type, options=self.options,
-                                      seed=(self.seed + items[idx[0]][4]) % 2 ** 63, model=self.model)
+                                      seed=(self.seed + items[idx[0]][4]) % 2 ** 63, model=self.model,
+                                      side_info=side_info if any(side_info) else [])
             result = self.backend.receive(self.scheme, obs)
             self.nfe = max(self.nfe, result.nfe)
             for j, n in enumerate(idx):

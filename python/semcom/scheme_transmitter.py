@@ -17,9 +17,10 @@ from .pdu_util import make_pdu, split_image_pdu
 
 class scheme_encoder(neural_pdu_block):
     """Image PDU (uint8) -> the scheme's power-normalised complex symbols (c32, k per image),
-    with "scheme", "model", "cbr" (k / source values), "snr_db" and "n_symbols" added to the
-    metadata (and the scheme's side information under "side_info", if any). `model` empty:
-    the scheme's default for the channel."""
+    with "scheme", "model", "cbr" (k / source values), "snr_db" (the SNR it was sent at) and
+    "n_symbols" added to the metadata (and the scheme's side information for that image
+    under "side_info", if any). `model` empty: the scheme's default for the channel. An image
+    of another shape than the model's is dropped with one log line; the others go on."""
 
     def __init__(self, scheme="mmse", model="", channel_type="awgn", snr_db=10.0, power=1.0, options="",
                  server="", device="", max_batch=16):
@@ -33,10 +34,9 @@ class scheme_encoder(neural_pdu_block):
         if not (float(power) > 0 and np.isfinite(float(power))):
             raise ValueError(f"power must be finite and > 0, got {power}")
         model = model or tx.default_model(channel_type, None)
-        if not server:
-            tx.check_checkpoints(channel_type, None, model)
-        neural_pdu_block.__init__(self, "scheme_encoder", "", snr_db, server, device, max_batch)
-        self.scheme, self.model, self.channel_type, self.power = scheme, model, channel_type, float(power)
+        check_checkpoints_up_front(tx, channel_type, None, model, server, device)
+        neural_pdu_block.__init__(self, "scheme_encoder", model, snr_db, server, device, max_batch)
+        self.scheme, self.channel_type, self.power = scheme, channel_type, float(power)
         self.cbr = None  # channel uses per source value of the last image sent
 
     def prepare(self, msg):
@@ -44,27 +44,44 @@ class scheme_encoder(neural_pdu_block):
         if parts is None:
             return None
         meta, image = parts
-        return meta, image
+        if self.info is not None and image.shape != tuple(self.info["image_shape"]):
+            self.logger.error(f"dropped an image of shape {image.shape}: model {self.model} "
+                              f"takes {tuple(self.info['image_shape'])}")
+            return None
+        return meta, (image, self.snr_db)  # the SNR it is sent at, whatever a setter does meanwhile
 
-    def run_batch(self, images):
-        shapes = {im.shape for im in images}
-        if len(shapes) != 1:
-            raise ValueError(f"images of different shapes in one batch: {sorted(shapes)}")
-        ctx = schemes.TxContext(self.snr_db, self.channel_type, self.model, self.power, options=self.options)
-        sent = self.backend.transmit(self.scheme, np.stack(images), ctx)
-        symbols = sent.symbols.numpy()
-        return [(symbols[n], images[n].size, sent.metadata) for n in range(len(images))]
+    def run_batch(self, items):
+        """Images of one SNR go in one transmit call (in arrival order)."""
+        out = [None] * len(items)
+        for snr in dict.fromkeys(s for _, s in items):
+            idx = [n for n, (_, s) in enumerate(items) if s == snr]
+            ctx = schemes.TxContext(snr, self.channel_type, self.model, self.power, options=self.options)
+            sent = self.backend.transmit(self.scheme, np.stack([items[n][0] for n in idx]), ctx)
+            symbols = sent.symbols.numpy()
+            for j, n in enumerate(idx):
+                out[n] = (symbols[j], items[n][0].size, snr, sent.side_info[j] if sent.side_info else None)
+        return out
 
     def to_pdu(self, meta, result):
-        symbols, source_values, side_info = result
+        symbols, source_values, snr, side_info = result
         self.cbr = symbols.size / source_values
         for key, value in (("scheme", pmt.intern(self.scheme)), ("model", pmt.intern(self.model)),
-                           ("cbr", pmt.from_double(self.cbr)),
-                           ("snr_db", pmt.from_double(self.snr_db)), ("n_symbols", pmt.from_long(symbols.size))):
+                           ("cbr", pmt.from_double(self.cbr)), ("snr_db", pmt.from_double(snr)),
+                           ("n_symbols", pmt.from_long(symbols.size))):
             meta = pmt.dict_add(meta, pmt.intern(key), value)
         if side_info:
             meta = pmt.dict_add(meta, pmt.intern("side_info"), pmt.to_pmt(side_info))
         return make_pdu(meta, symbols)
+
+
+def check_checkpoints_up_front(scheme, channel_type, k, model, server, device):
+    """A scheme's checkpoints, checked when a block is made: in-process against the files,
+    with a server against what its `info` lists (one CheckpointError naming every missing one)."""
+    available = None
+    if server:
+        from .inference import get_backend
+        available = get_backend(server, device).checkpoints()  # asked once per server and kept
+    scheme.check_checkpoints(channel_type, k, model, available=available)
 
 
 class scheme_transmitter(gr.hier_block2):

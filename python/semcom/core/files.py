@@ -37,6 +37,11 @@ def publish(tmp: PathLike, path: PathLike, mode: Optional[int] = None):
     """Give the temporary file its permissions (`mode`, default 0666 & ~umask as a plain
     open() would), then rename it to path."""
     os.chmod(tmp, (0o666 & ~umask()) if mode is None else mode)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the data reaches the disk before the name does: a power cut leaves old or new
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 

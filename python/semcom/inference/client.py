@@ -101,15 +101,25 @@ class ServerBackend:
     def ping(self) -> dict:
         return self.call({"op": "ping"})[0]
 
-    def info(self, name: str) -> dict:
+    def server_info(self) -> dict:
+        """The server's `info` reply, asked once and kept (what it serves does not change
+        while it runs; a client outliving a dead server keeps what it learnt)."""
         with self._info_lock:
             if not self._info:
-                self._info = self.call({"op": "info"})[0].get("models", {})
-        if name not in self._info:
+                self._info = self.call({"op": "info"})[0]
+            return self._info
+
+    def checkpoints(self) -> set:
+        """The names of the models and priors the server has loaded."""
+        return set(self.server_info().get("checkpoints", []))
+
+    def info(self, name: str) -> dict:
+        models = self.server_info().get("models", {})
+        if name not in models or "error" in models[name]:
             from ..core.checkpoint import CheckpointError
             raise CheckpointError(f"{name}: the server at {self.address} has no such model "
-                                  f"(it has: {', '.join(sorted(self._info))})")
-        m = self._info[name]
+                                  f"(it has: {', '.join(sorted(models))})")
+        m = models[name]
         return {"model": name, "image_shape": tuple(m["image_shape"]), "k": m["k"], "cbr": m["cbr"],
                 "channel": m["channel"], "role": m["role"]}
 

@@ -247,7 +247,7 @@ class InferenceServer:
                 "max_pending": self.max_pending, "max_pending_bytes": self.max_pending_bytes,
                 "curve": self.curve, "client_auth": self.client_auth,
                 "models": self.models, "schemes": self.schemes_info(), "receivers": schemes.names(),
-                "priors": list_priors(), "checkpoints": sorted(set(self.models) | set(list_priors()))}
+                "priors": list_priors(), "checkpoints": sorted(self._checkpoints)}
 
     @staticmethod
     def _number(params, key, default=None, low=-math.inf, finite=True):
@@ -307,6 +307,7 @@ class InferenceServer:
             scheme.check_checkpoints(obs.channel_type, obs.k, obs.model, available=self._checkpoints)
         except ValueError as exc:
             raise BadRequest("bad_shape", str(exc)) from None
+        self.check_model(obs.model or scheme.default_model(obs.channel_type, obs.k), obs.k)
         n = obs.n
         self.check_items(n)
         if n * nfe > self.max_request_nfe:  # the per-image cap alone lets 64 MiB of images hold the worker
@@ -315,10 +316,22 @@ class InferenceServer:
                                            "(--max-request-nfe): send fewer images per request")
         return (op, name, json.dumps(params, sort_keys=True), obs.k), n
 
+    def check_model(self, model, k=None):
+        """A named model must be one this server loaded (a JSCC model: not a prior, not a
+        broken file), of the observation's k where one is given."""
+        if not model:
+            return
+        info = self.models.get(model)
+        if info is None or "error" in info:
+            raise BadRequest("unknown_model", f"unknown model {model!r:.80} (not a model this server loaded)")
+        if k is not None and info["k"] != k:
+            raise BadRequest("bad_shape", f"model {model} has k = {info['k']}, the symbols k = {k}")
+
     def check_transmit(self, scheme, params, arrays):
         from .. import schemes
         try:
             tx = schemes.TxContext.from_wire(params, {k: v for k, v in arrays.items() if k == "csi"})
+            scheme.option_values(tx.options, tx.channel_type)
         except ValueError as exc:
             raise BadRequest("bad_params", str(exc)) from None
         images = arrays.get("images")
@@ -330,11 +343,13 @@ class InferenceServer:
             scheme.check_checkpoints(tx.channel_type, None, model, images.shape[1:], available=self._checkpoints)
         except ValueError as exc:
             raise BadRequest("unknown_model", str(exc)) from None
+        self.check_model(model)
         info = self.models.get(model, {})
         if "image_shape" in info and tuple(info["image_shape"]) != images.shape[1:]:
             raise BadRequest("bad_shape", f"model {model} takes images {tuple(info['image_shape'])}, got {images.shape[1:]}")
-        if tx.csi is not None and (tx.csi.ndim != 2 or tx.csi.shape[0] != images.shape[0]):
-            raise BadRequest("bad_shape", f"'csi' must be complex64 ({images.shape[0]}, k)")
+        k = info.get("k")
+        if tx.csi is not None and (tx.csi.shape[0] != images.shape[0] or (k and tx.csi.shape[1] != k)):
+            raise BadRequest("bad_shape", f"'csi' must be complex64 ({images.shape[0]}, {k or 'k'})")
         self.check_items(images.shape[0])
         return ("transmit", scheme.name, json.dumps(params, sort_keys=True), model), images.shape[0]
 
@@ -373,7 +388,9 @@ class InferenceServer:
         for r in items:
             reply = {"ok": True, "id": r.id}
             if result is not None:
-                reply["result"] = result
+                reply["result"] = dict(result)
+                if result.get("side_info"):  # one entry per image: each request gets its own
+                    reply["result"]["side_info"] = result["side_info"][start:start + r.n]
             replies.append((r.route, protocol.pack(reply, [(n, a[start:start + r.n]) for n, a in arrays])))
             start += r.n
         return replies

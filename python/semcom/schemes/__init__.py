@@ -12,6 +12,7 @@ batch engine, the inference server, the GRC blocks and the benchmarks walk this 
 """
 
 import importlib
+import logging
 import pkgutil
 import sys
 from typing import Dict, Optional
@@ -35,7 +36,8 @@ def names() -> list:
 
 def get(name: str) -> Scheme:
     if name not in SCHEMES:
-        raise ValueError(f"unknown receiver scheme {name!r} (available: {', '.join(names())})")
+        missing = "".join(f"; module {m} left out: {why}" for m, why in UNAVAILABLE.items())
+        raise ValueError(f"unknown receiver scheme {name!r} (available: {', '.join(names())}{missing})")
     return SCHEMES[name]
 
 
@@ -74,15 +76,27 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+UNAVAILABLE: Dict[str, str] = {}   # scheme module -> why it did not import (a missing optional package)
+
+
 def discover() -> list:
     """Import the modules of this package not imported yet (each registers its schemes);
-    their names. Runs when the package is imported."""
+    their names. Runs when the package is imported. A module that cannot be imported (an
+    optional dependency missing) is left out with one warning, kept in UNAVAILABLE, and the
+    other schemes stay usable."""
     found = []
     for module in pkgutil.iter_modules(__path__):
         name = f"{__name__}.{module.name}"
-        if module.name not in _NOT_SCHEMES and not module.name.startswith("_") and name not in sys.modules:
+        if module.name in _NOT_SCHEMES or module.name.startswith("_") or name in sys.modules \
+                or module.name in UNAVAILABLE:
+            continue
+        try:
             importlib.import_module(name)
-            found.append(module.name)
+        except ImportError as exc:
+            UNAVAILABLE[module.name] = str(exc)
+            logging.getLogger("semcom.schemes").warning("scheme module %s left out: %s", module.name, exc)
+            continue
+        found.append(module.name)
     return found
 
 

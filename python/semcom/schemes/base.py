@@ -120,6 +120,8 @@ class TxContext:
     def from_wire(cls, params: dict, arrays: dict) -> "TxContext":
         p = _Params(params, "transmit")
         csi = arrays.get("csi")
+        if csi is not None and (csi.dtype != np.complex64 or csi.ndim != 2):
+            raise ValueError("transmit: 'csi' must be complex64 (N, k)")
         ctx = cls(snr_db=p.number("snr_db"), channel_type=p.choice("channel_type", CHANNEL_TYPES, "awgn"),
                   model=p.string("model", ""), power=p.number("power", 1.0, low=0, open_low=True),
                   csi=None if csi is None else torch.from_numpy(np.array(csi, np.complex64)),
@@ -132,19 +134,24 @@ class TxContext:
 
 @dataclass
 class Transmission:
-    """A transmitter's output: power-normalised complex symbols (N, k) and the side
-    information it sends besides them (JSON-able, counted in `side_info_bits`)."""
+    """A transmitter's output: power-normalised complex symbols (N, k) and, per image, the side
+    information it sends besides them (`side_info`: empty, or N JSON-able dicts; its size per
+    image in `side_info_bits`, to be counted with the symbols)."""
     symbols: torch.Tensor
-    metadata: dict = field(default_factory=dict)
+    side_info: list = field(default_factory=list)
     side_info_bits: int = 0
 
+    def __post_init__(self):
+        if self.side_info and len(self.side_info) != len(self.symbols):
+            raise ValueError(f"side information for {len(self.side_info)} images, symbols for {len(self.symbols)}")
+
     def to_wire(self):
-        return {"metadata": self.metadata, "side_info_bits": int(self.side_info_bits)}, \
+        return {"side_info": list(self.side_info), "side_info_bits": int(self.side_info_bits)}, \
             [("symbols", _c64(self.symbols))]
 
     @classmethod
     def from_wire(cls, result: dict, arrays: dict) -> "Transmission":
-        return cls(torch.from_numpy(np.array(arrays["symbols"])), dict(result.get("metadata", {})),
+        return cls(torch.from_numpy(np.array(arrays["symbols"])), list(result.get("side_info", [])),
                    int(result.get("side_info_bits", 0)))
 
 
@@ -156,7 +163,8 @@ class Observation:
     applied and the user's CSI (genie in simulation, pilot estimates over the air: csi_source);
     powers: signal power, noise variance and the interference power the SINR implies;
     snr_db/sinr_db (given, or estimated: snr_source); channel_type; the model and options of
-    the scheme; the seed of the receiver's own draws; the transmitter's side information.
+    the scheme; the seed of the receiver's own draws; the transmitter's side information
+    (`side_info`: empty, or one dict per image, as Transmission.side_info).
     The symbols were normalised per image (mean |z|^2 = P), and the receiver is not told the
     scale (power_policy)."""
     zhat: torch.Tensor
@@ -171,13 +179,15 @@ class Observation:
     model: str = ""
     csi_source: str = "genie"
     snr_source: str = "given"
-    metadata: dict = field(default_factory=dict)
+    side_info: list = field(default_factory=list)
     power_policy: str = POWER_POLICY
 
     def __post_init__(self):
         if self.zhat.ndim != 2 or self.w.shape != self.zhat.shape or self.h.shape != self.zhat.shape:
             raise ValueError(f"an observation needs zhat, w and h of one shape (N, k), got "
                              f"{tuple(self.zhat.shape)}, {tuple(self.w.shape)}, {tuple(self.h.shape)}")
+        if self.side_info and len(self.side_info) != self.zhat.shape[0]:
+            raise ValueError(f"side information for {len(self.side_info)} images, symbols for {self.zhat.shape[0]}")
 
     @property
     def n(self) -> int:
@@ -194,14 +204,15 @@ class Observation:
 
     def take(self, index) -> "Observation":
         """The observation of some of the images (a slice or an index tensor)."""
-        return replace(self, zhat=self.zhat[index], w=self.w[index], h=self.h[index])
+        side_info = [self.side_info[i] for i in range(self.n)[index]] if self.side_info else []
+        return replace(self, zhat=self.zhat[index], w=self.w[index], h=self.h[index], side_info=side_info)
 
     def to_wire(self):
         p = self.powers
         params = {"snr_db": float(self.snr_db), "signal_power": p.signal_power, "noise_var": p.noise_var,
                   "interference_power": p.interference_power, "channel_type": self.channel_type,
                   "options": dict(self.options), "seed": int(self.seed), "model": self.model,
-                  "csi_source": self.csi_source, "snr_source": self.snr_source, "metadata": self.metadata,
+                  "csi_source": self.csi_source, "snr_source": self.snr_source, "side_info": list(self.side_info),
                   "power_policy": self.power_policy}
         if math.isfinite(self.sinr_db):  # inf (no interferer) is not JSON: left out
             params["sinr_db"] = float(self.sinr_db)
@@ -218,7 +229,7 @@ class Observation:
         return dict(powers=powers, snr_db=p.number("snr_db"), sinr_db=p.number("sinr_db", math.inf, finite=False),
                     channel_type=p.choice("channel_type", CHANNEL_TYPES, "awgn"), options=p.dict("options"),
                     seed=p.seed(), model=p.string("model", ""), csi_source=p.choice("csi_source", CSI_SOURCES, "genie"),
-                    snr_source=p.choice("snr_source", SNR_SOURCES, "given"), metadata=p.dict("metadata"))
+                    snr_source=p.choice("snr_source", SNR_SOURCES, "given"), side_info=p.side_info())
 
     @classmethod
     def from_wire(cls, params: dict, arrays: dict) -> "Observation":
@@ -259,9 +270,13 @@ class Result:
 
 
 def _shipped(name: str) -> bool:
-    from ..core.checkpoint import checkpoint_paths
-    from ..core.models import CHECKPOINT_DIR
-    return all(p.is_file() for p in checkpoint_paths(CHECKPOINT_DIR / name))
+    """A shipped checkpoint of that name, or a checkpoint at that path (NAME.safetensors + NAME.json)."""
+    from ..core.checkpoint import CheckpointError, checkpoint_paths
+    from ..core.models import checkpoint_for
+    try:
+        return all(p.is_file() for p in checkpoint_paths(checkpoint_for(name)))
+    except CheckpointError:
+        return False
 
 
 def _c64(t) -> np.ndarray:
@@ -305,6 +320,12 @@ class _Params:
             raise ValueError(f"'params.{key}' must be an object")
         return v
 
+    def side_info(self):
+        v = self.p.get("side_info", [])
+        if not isinstance(v, list) or not all(isinstance(d, dict) for d in v):
+            raise ValueError("'params.side_info' must be a list of objects (one per image)")
+        return v
+
     def seed(self):
         v = self.p.get("seed", 0)
         if not (isinstance(v, int) and not isinstance(v, bool)) or not 0 <= v < 2 ** 63:
@@ -344,12 +365,19 @@ class Scheme:
         self.option_values(given, channel_type)
         return 0
 
-    def default_model(self, channel_type: str, k: int, image_shape=None) -> str:
-        raise NotImplementedError
+    def default_model(self, channel_type: str, k: Optional[int], image_shape=None) -> str:
+        """The model it uses when none is named ("" for a scheme without one)."""
+        return ""
 
-    def checkpoints(self, channel_type: str, k: int, model: str = "", image_shape=None) -> list:
-        """The names of the shipped checkpoints this scheme needs there."""
-        raise NotImplementedError
+    def checkpoints(self, channel_type: str, k: Optional[int], model: str = "", image_shape=None) -> list:
+        """The names (or paths) of the checkpoints this scheme needs there; `k` None: the
+        transmitter's alone (k follows from its model)."""
+        return []
+
+    def symbols_per_image(self, models, tx: "TxContext", image_shape) -> int:
+        """k, before transmitting: what a scheme that needs CSI at the transmitter
+        (`needs_csit`) must say, so that the channel can be drawn first."""
+        raise NotImplementedError(f"scheme {self.name!r} needs CSIT but does not say its k")
 
     def check_checkpoints(self, channel_type: str, k: int, model: str = "", image_shape=None,
                           available=None):
@@ -362,8 +390,8 @@ class Scheme:
             where = ("which the server does not have" if available is not None else
                      "no shipped diffusion prior or model by that name (train one with apps/train_prior.py "
                      "or apps/train_jscc.py)")
-            raise CheckpointError(f"scheme {self.name!r} ({channel_type}, k = {k}) needs checkpoint(s) "
-                                  f"{', '.join(missing)}: {where}")
+            at = f"{channel_type}, k = {k}" if k else channel_type
+            raise CheckpointError(f"scheme {self.name!r} ({at}) needs checkpoint(s) {', '.join(missing)}: {where}")
 
     def transmit(self, models, images: np.ndarray, tx: TxContext) -> Transmission:
         raise NotImplementedError

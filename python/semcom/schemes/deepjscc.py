@@ -39,6 +39,9 @@ class DeepJSCCScheme(Scheme):
         model = model or self.default_model(channel_type, k, image_shape)
         return [model] + (self.prior_names(channel_type, k) if k else [])
 
+    def symbols_per_image(self, models, tx, image_shape):
+        return models.info(tx.model or self.default_model(tx.channel_type, None, image_shape))["k"]
+
     def max_nfe(self, given=None, channel_type=None):
         """Each sampler step evaluates each prior once (fewer steps run where the start step
         is early); 0 without priors."""

@@ -16,6 +16,7 @@ class ICDM(DeepJSCCScheme):
 
     def __init__(self, name, guidance, description, zeta, per_channel=None):
         self.name, self.guidance, self.description = name, guidance, description
+        self.autograd = guidance in ("pigdm", "dps")  # backpropagates through both priors (about twice the cost)
         self.options = sampler_options(steps=20, zeta=(zeta, per_channel or {}), start=True)
 
     def clean(self, obs, models):

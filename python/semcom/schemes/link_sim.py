@@ -16,7 +16,7 @@ import torch
 
 from ..core import metrics
 from ..core.backend import BackendError
-from ..core.channel import transmit
+from ..core.channel import apply_channel, draw_channel, link_powers
 from ..core.equalizer import mmse_equalize
 from ..core.mapping import complex_to_real, to_symbols
 
@@ -51,7 +51,8 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
         sl = slice(start, min(n, start + batch_size))
         try:
             x, obs = equalized_batch(backend, images[sl], np.ascontiguousarray(interferer_images[sl]), channel_type,
-                                     snr_db, sinr_db, user_model, interferer_model, coherence_len, gen, receiver)
+                                     snr_db, sinr_db, user_model, interferer_model, coherence_len, gen, receiver,
+                                     tx_seed=(seed * 1_000_003 + sl.start) % 2 ** 31)
             obs.options, k = dict(receiver_options or {}), obs.k
             result = backend.receive(receiver, obs)
         except BackendError as exc:  # e.g. a dead server: these images are lost, the sweep goes on
@@ -73,19 +74,32 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
 
 
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
-                    interferer_model, coherence_len=1, generator=None, scheme="mmse"):
+                    interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0):
     """Transmit with `scheme`, send through the channel, MMSE-equalize: (x, obs) with x the
     sent symbols in real form (N, 2k) and obs the schemes.Observation of the receiver (no
-    options; its seed drawn from `generator`)."""
+    options; its seed drawn from `generator`). A scheme that needs CSI at the transmitter is
+    handed the fading the channel will apply (genie CSIT): the channel is drawn first. The
+    draws (h, g, n, then the receiver's seed) come from `generator` in the same order either
+    way, so the transmitter's needs change no other draw."""
+    from . import get
     from .base import Observation, TxContext
-    z = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model)).symbols
+    tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed)
+    draw = None
+    if get(scheme).needs_csit:
+        k = get(scheme).symbols_per_image(backend, tx, images.shape[1:])
+        draw = draw_channel((len(images), k), channel_type, coherence_len, generator)
+        tx.csi, tx.csi_source = draw.h, "genie"
+    sent = backend.transmit(scheme, images, tx)
+    z = sent.symbols
     u = None
     if not math.isinf(sinr_db):
         u, _ = to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))
-    ch = transmit(z, u, snr_db, sinr_db, channel_type, coherence_len, generator=generator)
+    if draw is None:
+        draw = draw_channel(z.shape, channel_type, coherence_len, generator, z.dtype)
+    ch = apply_channel(z, u, draw, link_powers(snr_db, sinr_db))
     zhat, w = mmse_equalize(ch.y, ch.h, ch.powers.signal_power, ch.powers.noise_var)
     # The receiver's own draws get a seed from the link's generator: reproducible per run.
     obs = Observation(zhat=zhat, w=w, h=ch.h, powers=ch.powers, snr_db=snr_db, sinr_db=sinr_db,
-                      channel_type=channel_type, model=user_model,
+                      channel_type=channel_type, model=user_model, side_info=sent.side_info,
                       seed=int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
     return complex_to_real(z), obs

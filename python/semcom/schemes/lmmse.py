@@ -1,12 +1,16 @@
 """lmmse: the DeepJSCC link with an interference-aware linear MMSE receiver.
 
 The receiver knows the SINR, so the per-symbol weight counts the interference power too:
-w_l = sqrt(Ps) h* / (Ps |h|^2 + Pi + sigma^2). Both w_l and the MMSE equalizer's
-w = sqrt(Ps) h* / (Ps |h|^2 + sigma^2) are along h*, so w_l y = r w y with the real ratio
-r = (Ps |h|^2 + sigma^2) / (Ps |h|^2 + Pi + sigma^2): the scheme rescales the equalized
-symbols. For unit-power Gaussian latents this is the linear estimate of least mean-square
-error given y; it is the linear baseline every diffusion gain is also reported against.
+w_l = sqrt(Ps) h* / (Ps |h|^2 + Pi + sigma^2). The observation holds zhat = w y for the
+weights w the equalizer actually applied (the batch engine's, the C++ block's with its own
+noise variance, or over the air one from estimates), so the scheme applies w_l / w to zhat:
+w_l y wherever w != 0 (where w = 0, h = 0 and w_l = 0 too). For white, unit-power Gaussian
+latents this is the linear estimate of least mean-square error given y; the latents are not
+white, and the linear control with fitted covariances is `lmmse-full` (issue 12). It is the
+linear baseline every diffusion gain is also reported against.
 """
+
+import math
 
 import torch
 
@@ -15,10 +19,9 @@ from . import register
 from .deepjscc import DeepJSCCScheme
 
 
-def lmmse_ratio(h: torch.Tensor, signal_power: float, noise_var: float, interference_power: float):
-    """r = (Ps|h|^2 + sigma^2) / (Ps|h|^2 + Pi + sigma^2), per symbol: w_lmmse = r w_mmse."""
-    gain = signal_power * h.abs().square()
-    return (gain + noise_var) / (gain + interference_power + noise_var)
+def lmmse_weights(h: torch.Tensor, signal_power: float, noise_var: float, interference_power: float):
+    """w_l = sqrt(Ps) h* / (Ps|h|^2 + Pi + sigma^2), per symbol."""
+    return math.sqrt(signal_power) * h.conj() / (signal_power * h.abs().square() + interference_power + noise_var)
 
 
 class LMMSE(DeepJSCCScheme):
@@ -27,8 +30,10 @@ class LMMSE(DeepJSCCScheme):
 
     def clean(self, obs, models):
         p = obs.powers
-        r = lmmse_ratio(obs.h.to(obs.zhat.device), p.signal_power, p.noise_var, p.interference_power)
-        return complex_to_real(r * obs.zhat).float(), 0
+        w_l = lmmse_weights(obs.h.to(obs.zhat.device), p.signal_power, p.noise_var, p.interference_power)
+        w = obs.w.to(obs.zhat.device)
+        ratio = torch.where(w.abs() > 0, w_l / torch.where(w.abs() > 0, w, torch.ones_like(w)), torch.zeros_like(w))
+        return complex_to_real(ratio * obs.zhat).float(), 0
 
 
 register(LMMSE())
