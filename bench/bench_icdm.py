@@ -42,6 +42,7 @@ FAMILY = sorted((n for n in schemes.names() if schemes.get(n).family == "deepjsc
 # Not registered receivers: a registered one with options (what the learned priors add).
 VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"})}
 RECEIVER_ORDER = tuple(FAMILY) + tuple(VARIANTS)
+BASELINES = ("mmse", "lmmse", "lmmse-full")  # the linear receivers every gain is reported against
 # autograd through the priors (PiGDM, DPS guidance): run on --slow-images
 SLOW = tuple(n for n in FAMILY if getattr(schemes.get(n), "autograd", False))
 TRAIN_SPEC = "cifar10_train_batch3"  # training images (both priors' data lie in cifar10_train)
@@ -186,16 +187,18 @@ def markdown(rows, sweep, commands, tune=None):
             lines.append(f"| {r['receiver']} | {r['sinr_db']:g} | {r['images']} | {r['latent_mse_db']:.2f} | "
                          f"{r['gain_db']:+.2f} |{over_lmmse} {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
                          f"{fmt(r['lpips'], '.3f')} | {r['nfe']} | {r['s_per_image']:.4f} |")
-        for key, base in (("gain_db", "mmse"), ("gain_lmmse_db", "lmmse")):
-            if key == "gain_lmmse_db" and not lmmse:
-                continue
-            lines += ["", f"Latent-MSE gain over {base} (dB):", "",
+        # Gains over each linear baseline present, from the rows (same images, same draws; a
+        # row on fewer images is compared only with a baseline row on as many).
+        for base in (b for b in BASELINES if any(r["receiver"] == b and r["channel"] == c for r in rows)):
+            lines += ["", f"Latent-MSE gain over {base} (dB; positive: better than {base}):", "",
                       "| receiver | " + " | ".join(f"SINR {s:g}" for s in sinrs) + " |", "|---|" + "---|" * len(sinrs)]
-            for name in (n for n in names if n not in ("mmse", base)):
+            for name in (n for n in names if n != base and n != "mmse"):
                 cells = []
                 for s in sinrs:
                     r = next((r for r in rows if (r["channel"], r["sinr_db"], r["receiver"]) == (c, s, name)), None)
-                    cells.append("—" if r is None or r.get(key) is None else f"{r[key]:+.2f}")
+                    ref = next((r for r in rows if (r["channel"], r["sinr_db"], r["receiver"]) == (c, s, base)), None)
+                    same = r is not None and ref is not None and r["images"] == ref["images"]
+                    cells.append(f"{ref['latent_mse_db'] - r['latent_mse_db']:+.2f}" if same else "—")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     for point in dict.fromkeys((r["channel"], r["sinr_db"]) for r in sweep):

@@ -38,7 +38,10 @@ ORIGINAL_SHA256 = {
     "prior_user_awgn_k512": "0bd83e4e8f8928a892c5798ca0fb5de331942777d5a0ea09350cb66ba6299a6c",
     "prior_user_rayleigh_k512": "38d79c7a72e60b3abe76a75ccd4766f61029a042965cbb77e24b0456085979f6",
 }
-SHIPPED = sorted(ORIGINAL_SHA256)
+# Fitted after the conversion, in the new format from the start (apps/fit_gaussian.py).
+GAUSSIANS = [f"gauss_{r}_{c}_k512" for r in ("interferer", "user") for c in ("awgn", "rayleigh")]
+CONVERTED = sorted(ORIGINAL_SHA256)  # the files that were converted from the old formats
+SHIPPED = sorted(CONVERTED + GAUSSIANS)
 
 
 def tiny_jscc():
@@ -360,11 +363,13 @@ def test_shipped_models_listed_by_kind():
     assert sorted(every) == SHIPPED
     assert sorted(models.shipped("jscc")) == models.list_models() == [n for n in SHIPPED if n.startswith("jscc_")]
     assert sorted(models.shipped("dit-prior")) == models.list_priors() == [n for n in SHIPPED if n.startswith("prior_")]
+    assert sorted(models.shipped("gaussian-fit")) == GAUSSIANS
     assert models.shipped("unet") == {}
     assert ck.shipped_checkpoints() == models.shipped("jscc")
     for name, path in every.items():
         doc = ck.read_sidecar(path)
-        assert doc["kind"] == ("jscc" if name in models.list_models() else "dit-prior")
+        assert doc["kind"] == ("jscc" if name in models.list_models() else
+                               "dit-prior" if name in models.list_priors() else "gaussian-fit")
         assert path.with_suffix(".safetensors").is_file()
 
 
@@ -380,7 +385,8 @@ def test_model_names_are_composed_in_one_place():
         models.jscc_model_name("boss", "awgn", 512)
     # every shipped model is reachable by the naming functions
     shipped = set(models.shipped())
-    named = {models.prior_name(r, c, 512) for r in models.ROLES for c in ("awgn", "rayleigh")}
+    named = {f(r, c, 512) for f in (models.prior_name, models.gaussian_name) for r in models.ROLES
+             for c in ("awgn", "rayleigh")}
     for channel, k, shape in (("awgn", 512, (32, 32, 3)), ("rayleigh", 512, (32, 32, 3)), ("awgn", 256, (32, 32, 3)),
                               ("rayleigh", 256, (32, 32, 3)), ("awgn", 98, (28, 28, 1))):
         named |= set(models.default_models(channel, k, shape))
@@ -392,7 +398,7 @@ def test_model_names_are_composed_in_one_place():
 
 # ------------------------------------------------------------------ conversion of the shipped files
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", CONVERTED)
 def test_shipped_checkpoint_is_converted_with_weights_unchanged(name):
     for folder in (SOURCE_CKPT, ck.CHECKPOINT_DIR):  # the source tree and the installed copy
         doc = json.loads((folder / f"{name}.json").read_text())
@@ -402,7 +408,7 @@ def test_shipped_checkpoint_is_converted_with_weights_unchanged(name):
 
 
 @needs_history
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", CONVERTED)
 def test_converted_weights_equal_the_originals_and_conversion_is_reproducible(tmp_path, name):
     """The tensors of the pre-conversion file (from git history) equal those the converted
     checkpoint loads; converting the old sidecar again gives the shipped sidecar exactly, and

@@ -78,7 +78,7 @@ _KINDS: Dict[str, ModelKind] = {}
 # way round) and importing diffusion would make every JSCC load pay for it; why not entry
 # points: one in-tree module per kind needs no packaging machinery. A new kind (KL-VAE, U-Net)
 # calls register_kind in its own module and adds one line here.
-_LAZY_KINDS = {"dit-prior": "..diffusion.dit"}
+_LAZY_KINDS = {"dit-prior": "..diffusion.dit", "gaussian-fit": "..diffusion.gaussian"}
 
 
 def _default_config_to_dict(cfg) -> dict:

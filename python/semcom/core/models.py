@@ -6,6 +6,7 @@ elsewhere works as a name too. Names are composed only here:
 
     jscc_model_name(role, channel_type, k, image_shape)   jscc_{role}[_mnist]_{channel}_k{k}
     prior_name(role, channel_type, k)                      prior_{role}_{channel}_k{k}
+    gaussian_name(role, channel_type, k)                   gauss_{role}_{channel}_k{k}
     jscc_model_for(role, channel_type, k, image_shape)    the model a role uses on a channel
     default_models(channel_type, k, image_shape)          (user, interferer) of a link
 
@@ -20,7 +21,7 @@ from .checkpoint import CHECKPOINT_DIR, CheckpointError, checkpoint_paths
 
 # The name prefix of each kind's shipped checkpoints (a sidecar's own "kind" field is the
 # authority; the prefix only spares reading every sidecar to list one kind).
-KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_"}
+KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_"}
 ROLES = ("user", "interferer")
 
 
@@ -43,6 +44,14 @@ def prior_name(role: str, channel_type: str, k: int) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     return f"prior_{role}_{channel_type}_k{int(k)}"
+
+
+def gaussian_name(role: str, channel_type: str, k: int) -> str:
+    """The name of the full-covariance Gaussian fitted to the user's latents or to the
+    interference (apps/fit_gaussian.py), the control of the prior of the same role."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return f"gauss_{role}_{channel_type}_k{int(k)}"
 
 
 def shipped(kind: Optional[str] = None) -> Dict[str, Path]:

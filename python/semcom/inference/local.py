@@ -28,6 +28,7 @@ class LocalBackend:
         self.device = torch.device(device or default_device())
         self._models: Dict[str, tuple] = {}
         self._priors: Dict[str, tuple] = {}
+        self._others: Dict[tuple, torch.nn.Module] = {}
         self._lock = threading.Lock()
 
     def _get(self, name: str):
@@ -83,6 +84,15 @@ class LocalBackend:
                 self._priors[name] = (model.requires_grad_(False).to(self.device),
                                       schedule_from_data(doc["schedule"]))
             return self._priors[name]
+
+    def model(self, name: str, kind: str):
+        """A checkpoint of any other kind (e.g. "gaussian-fit") on this device, loaded once."""
+        with self._lock:
+            if (kind, name) not in self._others:
+                from ..core.models import checkpoint_for
+                model, _, _ = load_checkpoint(checkpoint_for(name), kind)
+                self._others[kind, name] = model.to(self.device)
+            return self._others[kind, name]
 
     # ---- schemes
     def transmit(self, scheme: str, images: np.ndarray, tx):

@@ -40,7 +40,7 @@ import zmq.auth
 
 from . import protocol
 from ..core.cli import ArgumentParser
-from ..core.models import list_priors
+from ..core.models import list_priors, shipped
 from .local import LocalBackend, default_device
 
 log = logging.getLogger("semcom.server")
@@ -197,7 +197,8 @@ class InferenceServer:
             self._wake.setsockopt(zmq.LINGER, 0)
             self._wake.bind(self._wake_address)
             self.models = self.models_info()  # load every shipped model now: fail early, answer fast
-            self._checkpoints = {n for n, m in self.models.items() if "error" not in m} | set(list_priors())
+            # every shipped checkpoint but a JSCC model that failed to load
+            self._checkpoints = set(shipped()) - {n for n, m in self.models.items() if "error" in m}
             if self.models and all("error" in m for m in self.models.values()):
                 raise ValueError(f"no model loads on {device}: {next(iter(self.models.values()))['error']}")
         except BaseException:

@@ -1,0 +1,34 @@
+"""lmmse-full: the DeepJSCC link with the linear MMSE receiver that knows the latents'
+statistics: the exact posterior mean E[x | xhat] under full-covariance Gaussians fitted to
+training latents of the user and of the interference with its gain folded in
+(apps/fit_gaussian.py; checkpoints gauss_<role>_<channel>_k<k>), on the Lemma-1 observation
+xhat = A x + B i + C e of the weights actually applied (diffusion/gaussian.py).
+
+It is the strongest simple control of a learned prior: a diffusion receiver's gain counts
+beside it. No network runs (NFE 0); each image costs one 2k x 2k solve.
+"""
+
+from ..core.equalizer import lemma1
+from ..core.models import ROLES, gaussian_name
+from . import register
+from .deepjscc import DeepJSCCScheme
+
+
+class LMMSEFull(DeepJSCCScheme):
+    name = "lmmse-full"
+    description = ("linear MMSE with full-covariance Gaussians fitted to training latents of the user and "
+                   "of the interference (their exact posterior mean)")
+
+    def checkpoints(self, channel_type, k, model="", image_shape=None):
+        return super().checkpoints(channel_type, k, model, image_shape) + \
+            ([gaussian_name(role, channel_type, k) for role in ROLES] if k else [])
+
+    def clean(self, obs, models):
+        from ..diffusion.gaussian import KIND, posterior_mean
+        p, dev = obs.powers, obs.zhat.device
+        l1 = lemma1(obs.w.to(dev), obs.h.to(dev), p.signal_power, p.interference_power, p.noise_var)
+        user, interference = (models.model(gaussian_name(role, obs.channel_type, obs.k), KIND) for role in ROLES)
+        return posterior_mean(obs.xhat, l1.a, l1.b, l1.c, user, interference).float(), 0
+
+
+register(LMMSEFull())

@@ -1,0 +1,121 @@
+"""lmmse-full: the exact posterior mean under fitted full-covariance Gaussians, against a dense
+closed-form oracle and Monte Carlo, and the shipped fits."""
+
+import numpy as np
+import pytest
+import torch
+
+from gnuradio.semcom import schemes
+from gnuradio.semcom.core.models import default_models, gaussian_name
+from gnuradio.semcom.diffusion.gaussian import FittedGaussian, GaussianConfig, posterior_mean, real_form_left
+
+
+def random_gaussian(dim, gen, scale):
+    """An anisotropic, correlated Gaussian: random mean, covariance L L^T with spread eigenvalues."""
+    g = FittedGaussian(GaussianConfig(dim))
+    basis = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))[0]
+    spread = torch.logspace(-2, 0, dim, dtype=torch.float64) * scale
+    g.cov.copy_(basis @ torch.diag(spread) @ basis.T)
+    g.mean.copy_(0.3 * torch.randn(dim, generator=gen, dtype=torch.float64))
+    return g
+
+
+def dense_real_form(a):
+    """The explicit 2k x 2k real matrix of per-symbol complex gains a (k,)."""
+    k = a.shape[0]
+    m = np.zeros((2 * k, 2 * k))
+    for j in range(k):
+        m[j, j], m[j, j + k] = a[j].real, -a[j].imag
+        m[j + k, j], m[j + k, j + k] = a[j].imag, a[j].real
+    return m
+
+
+def setup(n=3, k=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    gx, gi = random_gaussian(2 * k, gen, 1.0), random_gaussian(2 * k, gen, 3.0)
+    a = torch.complex(torch.randn(n, k, generator=gen), torch.randn(n, k, generator=gen))
+    b = torch.complex(torch.randn(n, k, generator=gen), torch.randn(n, k, generator=gen)) * 0.7
+    c = 0.1 + torch.rand(n, k, generator=gen)
+    return gx, gi, a, b, c, gen
+
+
+def test_real_form_left_is_the_dense_product():
+    _, _, a, _, _, gen = setup()
+    m = torch.randn(3, 12, 5, generator=gen, dtype=torch.float64)
+    for n in range(3):
+        np.testing.assert_allclose(real_form_left(a, m)[n].numpy(), dense_real_form(a[n].numpy()) @ m[n].numpy(),
+                                   rtol=1e-6, atol=1e-9)
+
+
+def test_posterior_mean_equals_the_dense_closed_form_with_anisotropic_correlated_priors():
+    gx, gi, a, b, c, gen = setup()
+    xhat = torch.randn(3, 12, generator=gen, dtype=torch.float64)
+    got = posterior_mean(xhat, a, b, c, gx, gi, chunk=2)  # two chunks
+    sx, si, mx, mi = (t.double().numpy() for t in (gx.cov, gi.cov, gx.mean, gi.mean))
+    for n in range(3):
+        am, bm = dense_real_form(a[n].numpy()), dense_real_form(b[n].numpy())
+        cc = np.diag(np.concatenate([c[n].numpy(), c[n].numpy()]) ** 2)
+        s = am @ sx @ am.T + bm @ si @ bm.T + cc
+        want = mx + sx @ am.T @ np.linalg.solve(s, xhat[n].numpy() - am @ mx - bm @ mi)
+        np.testing.assert_allclose(got[n].numpy(), want, rtol=1e-6, atol=1e-8)
+
+
+def test_posterior_mean_error_is_the_posterior_variance_and_beats_the_isotropic_linear_estimate():
+    """Monte Carlo on draws from the priors: the error equals the trace of the posterior
+    covariance (closed form) and is below lmmse's, which assumes unit-power white latents."""
+    k, n = 6, 4000
+    gx, gi, a1, b1, c1, gen = setup(n=1, k=k, seed=1)
+    a, b, c = a1.expand(n, -1), b1.expand(n, -1), c1.expand(n, -1)
+    draw = lambda g: g.mean.double() + torch.randn(n, 2 * k, generator=gen, dtype=torch.float64) @ \
+        torch.linalg.cholesky(g.cov.double()).T
+    x, i = draw(gx), draw(gi)
+    e = torch.randn(n, 2 * k, generator=gen, dtype=torch.float64)
+    xhat = real_form_left(a, x[..., None])[..., 0] + real_form_left(b, i[..., None])[..., 0] + \
+        torch.cat([c, c], -1).double() * e
+    err = (posterior_mean(xhat, a, b, c, gx, gi, chunk=1000) - x).square().sum(1).mean().item()
+    am, bm = dense_real_form(a1[0].numpy()), dense_real_form(b1[0].numpy())
+    sx = gx.cov.double().numpy()
+    s = am @ sx @ am.T + bm @ gi.cov.double().numpy() @ bm.T + np.diag(torch.cat([c1[0], c1[0]]).double().numpy() ** 2)
+    closed = np.trace(sx - sx @ am.T @ np.linalg.solve(s, am @ sx))
+    assert err == pytest.approx(closed, rel=0.05)
+    # the white-latent linear estimate on the same draws is worse
+    white = FittedGaussian(GaussianConfig(2 * k))
+    white.cov.copy_(torch.eye(2 * k) * float(gx.cov.diagonal().mean()))
+    white_i = FittedGaussian(GaussianConfig(2 * k))
+    white_i.cov.copy_(torch.eye(2 * k) * float(gi.cov.diagonal().mean()))
+    err_white = (posterior_mean(xhat, a, b, c, white, white_i, chunk=1000) - x).square().sum(1).mean().item()
+    assert err < 0.8 * err_white
+
+
+def test_shipped_fits_load_with_provenance_and_the_interferer_is_low_rank():
+    """The fits are the priors' controls: same data, recorded; the interferer's latents use a
+    fraction of the dimensions the user's do (the weakness issue 12 reports)."""
+    from gnuradio.semcom.core.checkpoint import load_checkpoint
+    from gnuradio.semcom.core.models import checkpoint_for
+    ranks = {}
+    for role in ("user", "interferer"):
+        for channel in ("awgn", "rayleigh"):
+            model, cfg, doc = load_checkpoint(checkpoint_for(gaussian_name(role, channel, 512)), "gaussian-fit")
+            prov = doc["provenance"]
+            assert prov["command"].startswith("python apps/fit_gaussian.py") and prov["train_data"]["images"] > 0
+            assert cfg.dim == 1024 and torch.allclose(model.cov, model.cov.T)
+            m = prov["metrics"]
+            assert m["held_out_nll_per_dim"] < m["held_out_nll_per_dim_unit_gaussian"]
+            ranks[role, channel] = m["effective_rank_99"]
+    assert ranks["interferer", "awgn"] < 0.5 * ranks["user", "awgn"]
+
+
+def test_lmmse_full_on_the_link_beats_lmmse_on_awgn():
+    """Measured on the shipped sample images (32, AWGN, SNR 20 dB, SINR 0 dB): the fitted
+    statistics give a lower latent MSE than the white-latent linear receiver; NFE 0."""
+    from gnuradio.semcom.core.datasets import load_dataset
+    from gnuradio.semcom.inference.local import LocalBackend
+    from gnuradio.semcom.schemes.link_sim import simulate
+    images = load_dataset("sample").images
+    user, interferer = default_models("awgn", 512)
+    run = {name: simulate(LocalBackend("cpu"), images, "awgn", 20.0, 0.0, user, interferer, name, seed=2)
+           for name in ("lmmse", "lmmse-full")}
+    assert run["lmmse-full"].nfe == 0 and len(run["lmmse-full"].received) == len(images)
+    assert np.mean(run["lmmse-full"].latent_mse_db) < np.mean(run["lmmse"].latent_mse_db)
+    assert schemes.get("lmmse-full").checkpoints("awgn", 512)[-2:] == [gaussian_name("user", "awgn", 512),
+                                                                       gaussian_name("interferer", "awgn", 512)]
