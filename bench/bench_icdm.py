@@ -40,7 +40,10 @@ from gnuradio.semcom.core.cli import ArgumentParser, run_main
 FAMILY = sorted((n for n in schemes.names() if schemes.get(n).family == "deepjscc"),
                 key=lambda n: (len(schemes.get(n).priors), n))
 # Not registered receivers: a registered one with options (what the learned priors add).
-VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"})}
+VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"}),
+            # ICDM's sampler on the fitted full-covariance Gaussians: with exact Gaussian priors,
+            # what its likelihood surrogate gives beside their exact posterior mean (lmmse-full)
+            "icdm-gaussian-full": ("icdm", {"prior_x": "gaussian-full", "prior_i": "gaussian-full"})}
 RECEIVER_ORDER = tuple(FAMILY) + tuple(VARIANTS)
 BASELINES = ("mmse", "lmmse", "lmmse-full")  # the linear receivers every gain is reported against
 # autograd through the priors (PiGDM, DPS guidance): run on --slow-images

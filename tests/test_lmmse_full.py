@@ -119,3 +119,39 @@ def test_lmmse_full_on_the_link_beats_lmmse_on_awgn():
     assert np.mean(run["lmmse-full"].latent_mse_db) < np.mean(run["lmmse"].latent_mse_db)
     assert schemes.get("lmmse-full").checkpoints("awgn", 512)[-2:] == [gaussian_name("user", "awgn", 512),
                                                                        gaussian_name("interferer", "awgn", 512)]
+
+
+def test_fitted_gaussian_eps_is_minus_sigma_times_the_score():
+    """E[eps | x_t] = -sigma_t grad log p_t(x_t), p_t = N(alpha m, alpha^2 S + sigma^2 I) in
+    diffusion units (physical / scale): the closed form against autograd."""
+    gx, _, _, _, _, gen = setup(k=5)
+    scale, abar = 0.7, 0.3
+    x = torch.randn(4, 10, generator=gen, dtype=torch.float64).requires_grad_(True)
+    alpha, sigma = abar ** 0.5, (1 - abar) ** 0.5
+    mean, cov = gx.mean.double() / scale, gx.cov.double() / scale ** 2
+    p_t = torch.distributions.MultivariateNormal(alpha * mean, alpha ** 2 * cov + sigma ** 2 * torch.eye(10, dtype=torch.float64))
+    score, = torch.autograd.grad(p_t.log_prob(x).sum(), x)
+    torch.testing.assert_close(gx.eps(x.detach(), abar, scale), -sigma * score, rtol=1e-6, atol=1e-9)
+
+
+def test_per_chain_priors_and_nfe_counts_only_networks():
+    """prior_x / prior_i pick each chain's prior; Gaussian chains run no network (NFE 0), the
+    unit-Gaussian per chain is the old prior=gaussian, and gaussian-full uses the fitted fits."""
+    from gnuradio.semcom.core.datasets import load_dataset
+    from gnuradio.semcom.inference.local import LocalBackend
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    images = load_dataset("sample").images[:4]
+    _, obs = equalized_batch(backend, images, images[::-1], "awgn", 20.0, 0.0, *default_models("awgn", 512), 1,
+                             torch.Generator().manual_seed(0))
+    run = lambda **opt: schemes.get("icdm").clean(type(obs)(**{**obs.__dict__, "options": dict(steps=4, **opt)}),
+                                                  backend)
+    unit, nfe_unit = run(prior="gaussian")
+    per_chain, nfe_chain = run(prior_x="gaussian-unit", prior_i="gaussian-unit")
+    torch.testing.assert_close(unit, per_chain, rtol=0, atol=0)
+    assert nfe_unit == nfe_chain == 0
+    full, nfe_full = run(prior_x="gaussian-full", prior_i="gaussian-full")
+    assert nfe_full == 0 and not torch.allclose(full, unit)
+    _, nfe_mixed = run(prior_i="gaussian-full")  # the signal chain's DiT alone runs
+    _, nfe_dit = run()
+    assert nfe_dit == 2 * nfe_mixed > 0

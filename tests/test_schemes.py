@@ -53,7 +53,8 @@ def test_registry_holds_the_deepjscc_family_with_typed_options():
 def test_checkpoints_are_checked_up_front_all_missing_named():
     from gnuradio.semcom.core.checkpoint import CheckpointError
     assert schemes.get("icdm").checkpoints("rayleigh", 512) == [
-        "jscc_user_rayleigh_k512", "prior_user_rayleigh_k512", "prior_interferer_rayleigh_k512"]
+        "jscc_user_rayleigh_k512", "prior_user_rayleigh_k512", "prior_interferer_rayleigh_k512",
+        "gauss_user_rayleigh_k512", "gauss_interferer_rayleigh_k512"]  # the gaussian-full prior option's
     schemes.get("icdm").check_checkpoints("rayleigh", 512)
     with pytest.raises(CheckpointError, match="prior_user_awgn_k256, prior_interferer_awgn_k256"):
         schemes.get("icdm").check_checkpoints("awgn", 256)

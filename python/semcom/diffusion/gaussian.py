@@ -71,7 +71,7 @@ class FittedGaussian(nn.Module):
         alpha, sigma = abar ** 0.5, (1 - abar) ** 0.5
         s = alpha ** 2 * cov + sigma ** 2 * torch.eye(self.cfg.dim, dtype=torch.float64, device=cov.device)
         r = (x_t.double() - alpha * mean).T
-        return (sigma * torch.linalg.solve(s, r)).T.to(x_t.dtype)
+        return (sigma * torch.cholesky_solve(r, torch.linalg.cholesky(s))).T.to(x_t.dtype)
 
 
 # ---------------------------------------------------------------- the posterior mean

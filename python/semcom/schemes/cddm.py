@@ -6,7 +6,7 @@ import torch
 
 from ..core.mapping import LATENT_SCALE
 from . import register
-from .deepjscc import DeepJSCCScheme, lemma1_observation, prior_eps, prior_schedule, sampler_options
+from .deepjscc import DeepJSCCScheme, chain_priors, lemma1_observation, prior_eps, prior_schedule, sampler_options
 
 
 class CDDM(DeepJSCCScheme):
@@ -21,11 +21,14 @@ class CDDM(DeepJSCCScheme):
         from ..diffusion.cddm import cddm_sample
         from ..diffusion.matched_start import matched_step
         opt = self.option_values(obs.options, obs.channel_type)
-        schedule, lin, xhat = prior_schedule(models, obs, opt["prior"]), lemma1_observation(obs), obs.xhat
+        kinds = chain_priors(opt, self.priors)
+        schedule, lin, xhat = prior_schedule(models, obs, kinds), lemma1_observation(obs), obs.xhat
         gen = torch.Generator().manual_seed(obs.seed)
-        eps_x = prior_eps(models, "user", obs, opt["prior"], schedule)
+        eps_x = prior_eps(models, "user", obs, kinds["user"], schedule)
         x0 = cddm_sample(eps_x, lin, xhat, schedule, opt["steps"], opt["order"], opt["variant"], gen)
-        return LATENT_SCALE * x0, min(opt["steps"], matched_step(lin, schedule, "x") + 1)
+        # network evaluations: those of a DiT chain (a Gaussian's eps is closed form)
+        steps_run = min(opt["steps"], matched_step(lin, schedule, "x") + 1)
+        return LATENT_SCALE * x0, steps_run if kinds["user"] == "dit" else 0
 
 
 register(CDDM())

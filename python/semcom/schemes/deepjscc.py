@@ -14,7 +14,7 @@ import torch
 
 from ..core.equalizer import lemma1
 from ..core.mapping import LATENT_SCALE, to_symbols
-from ..core.models import default_k, default_models, prior_name
+from ..core.models import default_k, default_models, gaussian_name, prior_name
 from .base import Observation, Option, Result, Scheme, Transmission, TxContext
 
 MNIST_SHAPE = (28, 28, 1)
@@ -35,9 +35,11 @@ class DeepJSCCScheme(Scheme):
         return [prior_name(role, channel_type, k) for role in self.priors]
 
     def checkpoints(self, channel_type, k, model="", image_shape=None):
-        """The JSCC model, and the priors (for the receiver: `k` given)."""
+        """The JSCC model, and for the receiver (`k` given) the diffusion priors and the fitted
+        Gaussians of the same roles (the `gaussian-full` prior option)."""
         model = model or self.default_model(channel_type, k, image_shape)
-        return [model] + (self.prior_names(channel_type, k) if k else [])
+        fits = [gaussian_name(role, channel_type, k) for role in self.priors]
+        return [model] + (self.prior_names(channel_type, k) + fits if k else [])
 
     def symbols_per_image(self, models, tx, image_shape):
         return models.info(tx.model or self.default_model(tx.channel_type, None, image_shape))["k"]
@@ -74,12 +76,24 @@ def lemma1_observation(obs: Observation, device=None):
     return LinearObservation(l1.a, l1.b, l1.c, LATENT_SCALE, LATENT_SCALE)
 
 
-def prior_schedule(models, obs: Observation, kind: str, roles=("user",)):
-    """The noise schedule the chains run on: the one the shipped priors were trained with
-    (read from their checkpoints; all of them must agree), or for the unit-Gaussian control
-    ("gaussian") the linear VP schedule."""
+PRIOR_KINDS = ("dit", "gaussian-unit", "gaussian-full")
+CHAINS = {"user": "x", "interferer": "i"}
+
+
+def chain_priors(opt: dict, roles) -> dict:
+    """{role: prior kind} from the options: `prior_x` / `prior_i` where set, else `prior`
+    ("dit" or "gaussian", the unit Gaussian) for both chains."""
+    both = "dit" if opt["prior"] == "dit" else "gaussian-unit"
+    return {role: opt.get(f"prior_{CHAINS[role]}", "as-prior").replace("as-prior", both) for role in roles}
+
+
+def prior_schedule(models, obs: Observation, kinds: dict):
+    """The noise schedule the chains run on: the one the shipped DiT priors in use were trained
+    with (read from their checkpoints; they must agree), else the linear VP schedule (the
+    Gaussian priors are exact at any schedule)."""
     from ..diffusion.schedule import VPSchedule
-    if kind == "gaussian":
+    roles = [role for role, kind in kinds.items() if kind == "dit"]
+    if not roles:
         return VPSchedule.linear()
     schedules = [models.prior_schedule(prior_name(role, obs.channel_type, obs.k)) for role in roles]
     if any(not torch.equal(s.alphas_cumprod, schedules[0].alphas_cumprod) for s in schedules[1:]):
@@ -88,10 +102,16 @@ def prior_schedule(models, obs: Observation, kind: str, roles=("user",)):
 
 
 def prior_eps(models, role, obs: Observation, kind, schedule):
-    """The eps function of a prior: the shipped DiT ("dit"), or the exact eps of a unit
-    Gaussian ("gaussian", sigma_t x_t: a baseline that shows what the learned prior adds)."""
-    if kind == "gaussian":
+    """The eps function of a chain's prior: the shipped DiT ("dit"); the exact eps of a unit
+    Gaussian ("gaussian-unit", sigma_t x_t); or the exact eps of the full-covariance Gaussian
+    fitted to the same training latents ("gaussian-full", gauss_<role>_<channel>_k<k>: the
+    control a learned prior must beat)."""
+    if kind == "gaussian-unit":
         return lambda x, t: schedule.sigma(t).item() * x
+    if kind == "gaussian-full":
+        from ..diffusion.gaussian import KIND
+        fitted = models.model(gaussian_name(role, obs.channel_type, obs.k), KIND)
+        return lambda x, t: fitted.eps(x, schedule.alphas_cumprod[t].item(), LATENT_SCALE)
     model = models.prior(prior_name(role, obs.channel_type, obs.k))
 
     def eps(x, t):
@@ -104,9 +124,13 @@ def sampler_options(steps, zeta=None, start=False, guided_corrector=False):
     out = [Option("steps", steps, "sampler steps (network evaluations per prior)", minimum=1),
            Option("order", 2, "UniPC order", minimum=1),
            Option("variant", "bh2", "UniPC variant", choices=("bh1", "bh2")),
-           Option("prior", "dit", "dit: the shipped prior; gaussian: a unit Gaussian (the control)",
-                  choices=("dit", "gaussian"))]
+           Option("prior", "dit", "dit: the shipped priors; gaussian: unit Gaussians (no network)",
+                  choices=("dit", "gaussian")),
+           Option("prior_x", "as-prior", "the signal chain's prior: dit, gaussian-unit, gaussian-full (the "
+                  "fitted full-covariance Gaussian), or as `prior`", choices=("as-prior",) + PRIOR_KINDS)]
     if zeta is not None:
+        out.append(Option("prior_i", "as-prior", "the interference chain's prior (as prior_x)",
+                          choices=("as-prior",) + PRIOR_KINDS))
         (zx, zi), per_channel = zeta
         out += [Option("zeta_x", zx, "guidance weight of the signal chain",
                        channel_defaults=tuple((c, v[0]) for c, v in per_channel.items())),

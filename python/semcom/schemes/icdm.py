@@ -8,7 +8,7 @@ import torch
 
 from ..core.mapping import LATENT_SCALE
 from . import register
-from .deepjscc import DeepJSCCScheme, lemma1_observation, prior_eps, prior_schedule, sampler_options
+from .deepjscc import DeepJSCCScheme, chain_priors, lemma1_observation, prior_eps, prior_schedule, sampler_options
 
 
 class ICDM(DeepJSCCScheme):
@@ -23,10 +23,11 @@ class ICDM(DeepJSCCScheme):
         from ..diffusion.icdm import icdm_sample
         from ..diffusion.matched_start import matched_start, matched_step
         opt = self.option_values(obs.options, obs.channel_type)
-        schedule, lin, xhat = prior_schedule(models, obs, opt["prior"], self.priors), lemma1_observation(obs), obs.xhat
+        kinds = chain_priors(opt, self.priors)
+        schedule, lin, xhat = prior_schedule(models, obs, kinds), lemma1_observation(obs), obs.xhat
         gen = torch.Generator().manual_seed(obs.seed)
-        eps_x = prior_eps(models, "user", obs, opt["prior"], schedule)
-        eps_i = prior_eps(models, "interferer", obs, opt["prior"], schedule)
+        eps_x = prior_eps(models, "user", obs, kinds["user"], schedule)
+        eps_i = prior_eps(models, "interferer", obs, kinds["interferer"], schedule)
         if opt["start"] == "noise":
             start = schedule.num_steps - 1
             x_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
@@ -38,7 +39,9 @@ class ICDM(DeepJSCCScheme):
         x0, _ = icdm_sample(eps_x, eps_i, lin, xhat, schedule, x_T, i_T, opt["steps"], opt["order"],
                             opt["variant"], opt["zeta_x"], opt["zeta_i"], opt["guided_corrector"],
                             self.guidance, start)
-        return LATENT_SCALE * x0, 2 * len(schedule.timesteps(opt["steps"], start))
+        # network evaluations: one per step of each chain whose prior is a DiT
+        networks = sum(kind == "dit" for kind in kinds.values())
+        return LATENT_SCALE * x0, networks * len(schedule.timesteps(opt["steps"], start))
 
 
 # Guidance weights tuned on 96 CIFAR-10 training images at SNR 20 dB, SINR 0 dB, per channel
