@@ -2,11 +2,9 @@
 prior only, started at the step whose noise level matches the effective noise (interference
 treated as noise), run unguided by UniPC to x_0 (diffusion/cddm.py)."""
 
-import torch
-
 from ..core.mapping import LATENT_SCALE
 from . import register
-from .deepjscc import DeepJSCCScheme, chain_priors, lemma1_observation, prior_eps, prior_schedule, sampler_options
+from .deepjscc import DeepJSCCScheme, diffusion_setup, sampler_options
 
 
 class CDDM(DeepJSCCScheme):
@@ -20,15 +18,11 @@ class CDDM(DeepJSCCScheme):
     def clean(self, obs, models):
         from ..diffusion.cddm import cddm_sample
         from ..diffusion.matched_start import matched_step
-        opt = self.option_values(obs.options, obs.channel_type)
-        kinds = chain_priors(opt, self.priors)
-        schedule, lin, xhat = prior_schedule(models, obs, kinds), lemma1_observation(obs), obs.xhat
-        gen = torch.Generator().manual_seed(obs.seed)
-        eps_x = prior_eps(models, "user", obs, kinds["user"], schedule)
-        x0 = cddm_sample(eps_x, lin, xhat, schedule, opt["steps"], opt["order"], opt["variant"], gen)
-        # network evaluations: those of a DiT chain (a Gaussian's eps is closed form)
-        steps_run = min(opt["steps"], matched_step(lin, schedule, "x") + 1)
-        return LATENT_SCALE * x0, steps_run if kinds["user"] == "dit" else 0
+        d = diffusion_setup(self, obs, models)
+        x0 = cddm_sample(d.eps["user"], d.lin, d.xhat, d.schedule, d.opt["steps"], d.opt["order"],
+                         d.opt["variant"], d.generator)
+        steps_run = min(d.opt["steps"], matched_step(d.lin, d.schedule, "x") + 1)
+        return LATENT_SCALE * x0, d.networks * steps_run
 
 
 register(CDDM())

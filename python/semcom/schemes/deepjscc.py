@@ -10,6 +10,8 @@ glue between the link and the diffusion core (semcom.diffusion): the Lemma-1 obs
 the priors' eps functions and their training schedule.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from ..core.equalizer import lemma1
@@ -67,6 +69,34 @@ class DeepJSCCScheme(Scheme):
 
 
 # ---------------------------------------------------------------- diffusion glue
+@dataclass
+class DiffusionSetup:
+    """What a diffusion receiver of the family starts from: its resolved options, each
+    chain's prior kind and eps function, the schedule, the Lemma-1 observation, the equalized
+    latents and the generator of its own draws (seeded by the observation)."""
+    opt: dict
+    kinds: dict
+    eps: dict
+    schedule: object
+    lin: object
+    xhat: torch.Tensor
+    generator: torch.Generator
+
+    @property
+    def networks(self) -> int:
+        """Chains whose prior is a network (a Gaussian's eps is closed form): NFE per step."""
+        return sum(kind == "dit" for kind in self.kinds.values())
+
+
+def diffusion_setup(scheme, obs: Observation, models) -> DiffusionSetup:
+    opt = scheme.option_values(obs.options, obs.channel_type)
+    kinds = chain_priors(opt, scheme.priors)
+    schedule = prior_schedule(models, obs, kinds)
+    eps = {role: prior_eps(models, role, obs, kind, schedule) for role, kind in kinds.items()}
+    return DiffusionSetup(opt, kinds, eps, schedule, lemma1_observation(obs), obs.xhat,
+                          torch.Generator().manual_seed(obs.seed))
+
+
 def lemma1_observation(obs: Observation, device=None):
     """The Lemma-1 model xhat = A x + B i + C e of an observation, on unit-variance diffusion
     latents (physical = LATENT_SCALE * diffusion), for the diffusion core."""

@@ -8,7 +8,7 @@ import torch
 
 from ..core.mapping import LATENT_SCALE
 from . import register
-from .deepjscc import DeepJSCCScheme, chain_priors, lemma1_observation, prior_eps, prior_schedule, sampler_options
+from .deepjscc import DeepJSCCScheme, diffusion_setup, sampler_options
 
 
 class ICDM(DeepJSCCScheme):
@@ -22,12 +22,8 @@ class ICDM(DeepJSCCScheme):
     def clean(self, obs, models):
         from ..diffusion.icdm import icdm_sample
         from ..diffusion.matched_start import matched_start, matched_step
-        opt = self.option_values(obs.options, obs.channel_type)
-        kinds = chain_priors(opt, self.priors)
-        schedule, lin, xhat = prior_schedule(models, obs, kinds), lemma1_observation(obs), obs.xhat
-        gen = torch.Generator().manual_seed(obs.seed)
-        eps_x = prior_eps(models, "user", obs, kinds["user"], schedule)
-        eps_i = prior_eps(models, "interferer", obs, kinds["interferer"], schedule)
+        d = diffusion_setup(self, obs, models)
+        opt, lin, xhat, gen, schedule = d.opt, d.lin, d.xhat, d.generator, d.schedule
         if opt["start"] == "noise":
             start = schedule.num_steps - 1
             x_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
@@ -36,12 +32,10 @@ class ICDM(DeepJSCCScheme):
             start = matched_step(lin, schedule, "x")
             x_T = matched_start(lin, xhat, schedule, start, "x", gen)
             i_T = matched_start(lin, xhat, schedule, start, "i", gen)
-        x0, _ = icdm_sample(eps_x, eps_i, lin, xhat, schedule, x_T, i_T, opt["steps"], opt["order"],
-                            opt["variant"], opt["zeta_x"], opt["zeta_i"], opt["guided_corrector"],
+        x0, _ = icdm_sample(d.eps["user"], d.eps["interferer"], lin, xhat, schedule, x_T, i_T, opt["steps"],
+                            opt["order"], opt["variant"], opt["zeta_x"], opt["zeta_i"], opt["guided_corrector"],
                             self.guidance, start)
-        # network evaluations: one per step of each chain whose prior is a DiT
-        networks = sum(kind == "dit" for kind in kinds.values())
-        return LATENT_SCALE * x0, networks * len(schedule.timesteps(opt["steps"], start))
+        return LATENT_SCALE * x0, d.networks * len(schedule.timesteps(opt["steps"], start))
 
 
 # Guidance weights tuned on 96 CIFAR-10 training images at SNR 20 dB, SINR 0 dB, per channel
