@@ -61,6 +61,9 @@ def test_checkpoints_are_checked_up_front_all_missing_named():
     with pytest.raises(CheckpointError, match="server does not have"):
         schemes.get("cddm").check_checkpoints("awgn", 512, available={"jscc_user_awgn_k512"})
     schemes.get("mmse").check_checkpoints("awgn", 98)  # the grey model, from k alone
+    for name in schemes.names():  # the transmitter's checkpoints (k unknown there): the model alone
+        assert len(schemes.get(name).checkpoints("awgn", None, "jscc_user_awgn_k512")) <= 1
+        schemes.get(name).check_checkpoints("awgn", None, "jscc_user_awgn_k512")
 
 
 def test_run_record_resolves_the_schemes_options():

@@ -40,8 +40,10 @@ class DeepJSCCScheme(Scheme):
         """The JSCC model, and for the receiver (`k` given) the diffusion priors and the fitted
         Gaussians of the same roles (the `gaussian-full` prior option)."""
         model = model or self.default_model(channel_type, k, image_shape)
-        fits = [gaussian_name(role, channel_type, k) for role in self.priors]
-        return [model] + (self.prior_names(channel_type, k) + fits if k else [])
+        if not k:  # the transmitter's: the model alone
+            return [model]
+        return [model] + self.prior_names(channel_type, k) + [gaussian_name(role, channel_type, k)
+                                                            for role in self.priors]
 
     def symbols_per_image(self, models, tx, image_shape):
         return models.info(tx.model or self.default_model(tx.channel_type, None, image_shape))["k"]
