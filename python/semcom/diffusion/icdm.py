@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .guidance import (GUIDANCE_KINDS, LinearObservation, dps_objective, gaussian_guidance,
-                       gaussian_log_likelihood, guided_eps, projection_guidance)
+from .guidance import (GUIDANCE_KINDS, LinearObservation, covariance_guidance, dps_objective,
+                       gaussian_guidance, gaussian_log_likelihood, guided_eps, projection_guidance)
 from .samplers import UniPC
 from .schedule import VPSchedule
 
@@ -28,6 +28,12 @@ def guidance_terms(kind, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar):
         ex, ei = eps_x(x, t), eps_i(i, t)
         fn = gaussian_guidance if kind == "gaussian" else projection_guidance
         return (ex, ei) + fn(obs, xhat, schedule.tweedie_x0(x, t, ex), schedule.tweedie_x0(i, t, ei), abar)
+    if kind == "covariance":
+        if obs.cov_x is None or obs.cov_i is None:
+            raise ValueError("covariance guidance needs the priors' covariances (obs.cov_x, obs.cov_i)")
+        ex, ei = eps_x(x, t), eps_i(i, t)
+        return (ex, ei) + covariance_guidance(obs, xhat, schedule.tweedie_x0(x, t, ex),
+                                              schedule.tweedie_x0(i, t, ei), abar, obs.cov_x, obs.cov_i)
     with torch.enable_grad():  # pigdm and dps differentiate through the networks
         xg, ig = x.detach().requires_grad_(True), i.detach().requires_grad_(True)
         ex, ei = eps_x(xg, t), eps_i(ig, t)
