@@ -59,19 +59,35 @@ class FittedGaussian(nn.Module):
         g.cov.copy_(centred.T @ centred / (x.shape[0] - 1))
         return g
 
+    def eigh(self):
+        """(eigenvalues, eigenvectors) of the covariance, float64, computed once (again only
+        after the covariance changes)."""
+        key = (self.cov.data_ptr(), self.cov._version)
+        if getattr(self, "_eigh_key", None) != key:
+            self._eigh, self._eigh_key = psd_eigh(self.cov), key
+        return self._eigh
+
     def effective_rank(self, energy: float = 0.99) -> int:
         """How many eigen-directions hold `energy` of the latents' second moment about the mean."""
-        values = torch.linalg.eigvalsh(self.cov.double()).flip(0).clamp_min(0)
+        values = self.eigh()[0].flip(0)
         return int((values.cumsum(0) / values.sum() < energy).sum().item()) + 1
 
     def eps(self, x_t: torch.Tensor, abar: float, scale: float) -> torch.Tensor:
         """E[eps | x_t] for diffusion latents x_t = sqrt(abar) x0 + sqrt(1-abar) eps with
-        x0 = physical / scale ~ N(mean / scale, cov / scale^2)."""
-        mean, cov = self.mean.double() / scale, self.cov.double() / scale ** 2
+        x0 = physical / scale ~ N(mean / scale, cov / scale^2):
+        sigma (abar cov / scale^2 + sigma^2 I)^-1 (x_t - alpha mean / scale), in the covariance's
+        eigenbasis (one product per step instead of a factorisation)."""
+        values, vectors = self.eigh()
         alpha, sigma = abar ** 0.5, (1 - abar) ** 0.5
-        s = alpha ** 2 * cov + sigma ** 2 * torch.eye(self.cfg.dim, dtype=torch.float64, device=cov.device)
-        r = (x_t.double() - alpha * mean).T
-        return (sigma * torch.cholesky_solve(r, torch.linalg.cholesky(s))).T.to(x_t.dtype)
+        r = x_t.double() - alpha * self.mean.double() / scale
+        gain = sigma / (abar * values / scale ** 2 + sigma ** 2)
+        return (((r @ vectors) * gain) @ vectors.T).to(x_t.dtype)
+
+
+def psd_eigh(cov: torch.Tensor):
+    """(eigenvalues >= 0, eigenvectors) of a covariance, in float64."""
+    values, vectors = torch.linalg.eigh(cov.double())
+    return values.clamp_min(0), vectors
 
 
 # ---------------------------------------------------------------- the posterior mean
@@ -86,6 +102,23 @@ def real_form_left(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.cat([ar * top - ai * bottom, ai * top + ar * bottom], dim=1)
 
 
+def observation_solve(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cov_x: torch.Tensor,
+                      cov_i: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """S^-1 r per image, S = A cov_x A^T + B cov_i B^T + C^2 the covariance of the Lemma-1
+    observation A x + B i + C e for x, i of those covariances (a, b complex (N, k), c real
+    (N, k), covariances (2k, 2k), r real (N, 2k)); float64. A M A^T = A (A M)^T, M symmetric."""
+    n = a.shape[0]
+    s = real_form_left(a, real_form_left(a, cov_x.double().expand(n, -1, -1)).transpose(1, 2)) + \
+        real_form_left(b, real_form_left(b, cov_i.double().expand(n, -1, -1)).transpose(1, 2))
+    s = s + torch.diag_embed(torch.cat([c, c], -1).double().square())
+    # a relative jitter keeps S definite where it is not (no noise, no interferer, a
+    # rank-deficient fit); it is far below any noise a link has
+    s = s + 1e-10 * s.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(s.shape[-1], dtype=s.dtype)
+    # S is symmetric positive definite: Cholesky (batched LU solves fail on some torch builds
+    # when the thread count is set)
+    return torch.cholesky_solve(r.double()[..., None], torch.linalg.cholesky(s))[..., 0]
+
+
 def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                    x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32) -> torch.Tensor:
     """E[x | xhat] for xhat = A x + B i + C e (real (N, 2k); a, b complex (N, k); c real (N, k),
@@ -95,23 +128,12 @@ def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torc
     mx, sx, mi, si = (t.double() for t in (x_prior.mean, x_prior.cov, i_prior.mean, i_prior.cov))
     for s in range(0, xhat.shape[0], chunk):
         sl = slice(s, s + chunk)
-        an, bn, cn = a[sl], b[sl], c[sl].double()
+        an, bn, cn = a[sl], b[sl], c[sl]
         n = an.shape[0]
-        # A Sx A^T = A (A Sx)^T, Sx symmetric; likewise for B
-        asx = real_form_left(an, sx.expand(n, -1, -1))
-        cov = real_form_left(an, asx.transpose(1, 2)) + real_form_left(bn, real_form_left(bn, si.expand(n, -1, -1))
-                                                                          .transpose(1, 2))
-        cov = cov + torch.diag_embed(torch.cat([cn, cn], -1).square())
-        # a relative jitter keeps S definite where it is not (no noise, no interferer, a
-        # rank-deficient fit); it is far below any noise a link has
-        cov = cov + 1e-10 * cov.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(cov.shape[-1], dtype=cov.dtype)
         mean = real_form_left(an, mx.expand(n, -1)[..., None])[..., 0] + \
             real_form_left(bn, mi.expand(n, -1)[..., None])[..., 0]
-        resid = (xhat[sl].double() - mean)[..., None]
-        # S is symmetric positive definite (C^2 > 0): Cholesky (batched LU solves fail on some
-        # torch builds when the thread count is set)
-        v = torch.cholesky_solve(resid, torch.linalg.cholesky(cov))   # S^-1 (xhat - A mx - B mi)
-        out.append(mx + (asx.transpose(1, 2) @ v)[..., 0])   # Sx A^T v = (A Sx)^T v
+        v = observation_solve(an, bn, cn, sx, si, xhat[sl].double() - mean)   # S^-1 (xhat - A mx - B mi)
+        out.append(mx + real_form_left(an.conj(), v[..., None])[..., 0] @ sx)  # Sx A^T v (Sx symmetric)
     return torch.cat(out).to(xhat.dtype)
 
 

@@ -22,7 +22,7 @@ The ablations of ICDM compute that gradient other ways (same sampler, same obser
   makes A' x0 + B' i0 = xhat exactly (noise ignored), expressed as an eps guidance.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,6 +38,15 @@ class LinearObservation:
     scale_i: float = 1.0
     cov_x: object = None   # the priors' covariances on diffusion latents (2k, 2k): the
     cov_i: object = None   # "covariance" guidance needs them
+    _eigh: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def prior_eigh(self, chain: str):
+        """The eigenpairs of a chain's prior covariance ("x" or "i"), computed once per
+        observation (one sampling run), not at every step."""
+        if chain not in self._eigh:
+            from .gaussian import psd_eigh
+            self._eigh[chain] = psd_eigh(self.cov_x if chain == "x" else self.cov_i)
+        return self._eigh[chain]
 
     def mean(self, x0: torch.Tensor, i0: torch.Tensor) -> torch.Tensor:
         """A' x0 + B' i0 for real (N, 2k) diffusion-space estimates."""
@@ -94,45 +103,28 @@ def projection_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
     return scale * obs.adjoint_a(r), scale * obs.adjoint_b(r)
 
 
-def posterior_covariance(cov, abar_t: float):
-    """(P, J) for a Gaussian prior N(m, cov) on diffusion latents at step t: P = Cov(x_0 | x_t)
-    = cov - abar cov K^-1 cov with K = abar cov + (1 - abar) I, and the Tweedie Jacobian
-    J = dE[x_0 | x_t]/dx_t = sqrt(abar)/(1 - abar) P (both symmetric), from cov's eigenpairs
-    (computed once per prior and kept on it)."""
-    values, vectors = _eigh(cov)
+def posterior_covariance(eigh, abar_t: float):
+    """(P, J) for a Gaussian prior of covariance V diag(values) V^T (`eigh` = (values, V)) on
+    diffusion latents at step t: P = Cov(x_0 | x_t) = cov - abar cov K^-1 cov with
+    K = abar cov + (1 - abar) I, and the Tweedie Jacobian J = dE[x_0 | x_t]/dx_t =
+    sqrt(abar)/(1 - abar) P (both symmetric)."""
+    values, vectors = eigh
     shrink = (1.0 - abar_t) / (abar_t * values + 1.0 - abar_t)
     p = (vectors * (values * shrink)) @ vectors.T
     return p, (abar_t ** 0.5 / (1.0 - abar_t)) * p
 
 
-_EIGH = {}
-
-
-def _eigh(cov):
-    key = (cov.data_ptr(), tuple(cov.shape), cov.device)
-    if key not in _EIGH:
-        values, vectors = torch.linalg.eigh(cov.double())
-        _EIGH.clear()  # one or two priors at a time: keep the last
-        _EIGH[key] = (values.clamp_min(0), vectors)
-    return _EIGH[key]
-
-
-def covariance_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float, cov_x, cov_i):
+def covariance_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
     """(grad wrt x_t, grad wrt i_t) of log N(xhat; A' x0 + B' i0, A' P_x A'^T + B' P_i B'^T + CC^T)
     with each chain's posterior covariance P = Cov(x_0 | x_t) and Tweedie Jacobian J from its
-    prior covariance (posterior_covariance): exact for Gaussian priors, a moment-matched
-    surrogate for others. Unlike the isotropic (1 - abar) I of "gaussian", it follows the
-    priors' structure; each image needs one 2k x 2k solve per step."""
-    from .gaussian import real_form_left
-    px, jx = posterior_covariance(cov_x, abar_t)
-    pi, ji = posterior_covariance(cov_i, abar_t)
-    a, b = obs.scale_x * obs.a, obs.scale_i * obs.b
-    n = a.shape[0]
-    s = real_form_left(a, real_form_left(a, px.expand(n, -1, -1)).transpose(1, 2)) + \
-        real_form_left(b, real_form_left(b, pi.expand(n, -1, -1)).transpose(1, 2))
-    s = s + torch.diag_embed(torch.cat([obs.c, obs.c], -1).double().square())
-    r = (xhat - obs.mean(x0, i0)).double()[..., None]
-    v = torch.cholesky_solve(r, torch.linalg.cholesky(s))[..., 0].to(xhat.dtype)
+    prior covariance (obs.cov_x, obs.cov_i; posterior_covariance): exact for Gaussian priors, a
+    moment-matched surrogate for others. Unlike the isotropic (1 - abar) I of "gaussian", it
+    follows the priors' structure; each image needs one 2k x 2k solve per step."""
+    from .gaussian import observation_solve
+    px, jx = posterior_covariance(obs.prior_eigh("x"), abar_t)
+    pi, ji = posterior_covariance(obs.prior_eigh("i"), abar_t)
+    v = observation_solve(obs.scale_x * obs.a, obs.scale_i * obs.b, obs.c, px, pi,
+                          xhat - obs.mean(x0, i0)).to(xhat.dtype)
     gx = obs.adjoint_a(v).double() @ jx   # J^T A'^T v (J symmetric)
     gi = obs.adjoint_b(v).double() @ ji
     return gx.to(xhat.dtype), gi.to(xhat.dtype)

@@ -33,7 +33,7 @@ def guidance_terms(kind, eps_x, eps_i, obs, xhat, schedule, x, i, t, abar):
             raise ValueError("covariance guidance needs the priors' covariances (obs.cov_x, obs.cov_i)")
         ex, ei = eps_x(x, t), eps_i(i, t)
         return (ex, ei) + covariance_guidance(obs, xhat, schedule.tweedie_x0(x, t, ex),
-                                              schedule.tweedie_x0(i, t, ei), abar, obs.cov_x, obs.cov_i)
+                                              schedule.tweedie_x0(i, t, ei), abar)
     with torch.enable_grad():  # pigdm and dps differentiate through the networks
         xg, ig = x.detach().requires_grad_(True), i.detach().requires_grad_(True)
         ex, ei = eps_x(xg, t), eps_i(ig, t)

@@ -26,17 +26,22 @@ class LocalBackend:
 
     def __init__(self, device: str = ""):
         self.device = torch.device(device or default_device())
-        self._models: Dict[str, tuple] = {}
-        self._priors: Dict[str, tuple] = {}
-        self._others: Dict[tuple, torch.nn.Module] = {}
+        self._loaded: Dict[tuple, tuple] = {}  # (kind, name) -> (model on the device, config, sidecar)
         self._lock = threading.Lock()
 
-    def _get(self, name: str):
+    def _load(self, name: str, kind: str):
+        """(model on this device, its config, its sidecar) of the checkpoint `name` of `kind`,
+        loaded once. No gradients w.r.t. the weights: PiGDM/DPS differentiate w.r.t. inputs."""
         with self._lock:
-            if name not in self._models:
-                model, cfg, doc = load_checkpoint(checkpoint_for(name), "jscc")
-                self._models[name] = (model.to(self.device), cfg, doc)
-            return self._models[name]
+            if (kind, name) not in self._loaded:
+                from ..core.models import prior_path  # a missing prior's error says how to train one
+                path = prior_path(name) if kind == "dit-prior" else checkpoint_for(name)
+                model, cfg, doc = load_checkpoint(path, kind)
+                self._loaded[kind, name] = (model.requires_grad_(False).to(self.device), cfg, doc)
+            return self._loaded[kind, name]
+
+    def _get(self, name: str):
+        return self._load(name, "jscc")
 
     def info(self, name: str) -> dict:
         _, cfg, doc = self._get(name)
@@ -67,32 +72,17 @@ class LocalBackend:
 
     # ---- what schemes call besides encode and decode (schemes.base: `models`)
     def prior(self, name: str):
-        """The diffusion prior `name` on this device (no gradients w.r.t. its weights:
-        PiGDM/DPS differentiate w.r.t. inputs only)."""
-        return self._prior(name)[0]
+        """The diffusion prior `name` on this device."""
+        return self._load(name, "dit-prior")[0]
 
     def prior_schedule(self, name: str):
         """The noise schedule the prior `name` was trained with (its checkpoint's, as data)."""
-        return self._prior(name)[1]
-
-    def _prior(self, name):
-        with self._lock:
-            if name not in self._priors:
-                from ..core.models import prior_path
-                from ..diffusion.dit import load_prior, schedule_from_data
-                model, doc = load_prior(prior_path(name))
-                self._priors[name] = (model.requires_grad_(False).to(self.device),
-                                      schedule_from_data(doc["schedule"]))
-            return self._priors[name]
+        from ..diffusion.dit import schedule_from_data
+        return schedule_from_data(self._load(name, "dit-prior")[2]["schedule"])
 
     def model(self, name: str, kind: str):
         """A checkpoint of any other kind (e.g. "gaussian-fit") on this device, loaded once."""
-        with self._lock:
-            if (kind, name) not in self._others:
-                from ..core.models import checkpoint_for
-                model, _, _ = load_checkpoint(checkpoint_for(name), kind)
-                self._others[kind, name] = model.to(self.device)
-            return self._others[kind, name]
+        return self._load(name, kind)[0]
 
     # ---- schemes
     def transmit(self, scheme: str, images: np.ndarray, tx):

@@ -8,10 +8,9 @@ It is the strongest simple control of a learned prior: a diffusion receiver's ga
 beside it. No network runs (NFE 0); each image costs one 2k x 2k solve.
 """
 
-from ..core.equalizer import lemma1
 from ..core.models import ROLES, gaussian_name
 from . import register
-from .deepjscc import DeepJSCCScheme
+from .deepjscc import DeepJSCCScheme, lemma1_observation
 
 
 class LMMSEFull(DeepJSCCScheme):
@@ -25,10 +24,9 @@ class LMMSEFull(DeepJSCCScheme):
 
     def clean(self, obs, models):
         from ..diffusion.gaussian import KIND, posterior_mean
-        p, dev = obs.powers, obs.zhat.device
-        l1 = lemma1(obs.w.to(dev), obs.h.to(dev), p.signal_power, p.interference_power, p.noise_var)
+        lin = lemma1_observation(obs)  # its a, b, c are the physical ones (the scales stand apart)
         user, interference = (models.model(gaussian_name(role, obs.channel_type, obs.k), KIND) for role in ROLES)
-        return posterior_mean(obs.xhat, l1.a, l1.b, l1.c, user, interference).float(), 0
+        return posterior_mean(obs.xhat, lin.a, lin.b, lin.c, user, interference).float(), 0
 
 
 register(LMMSEFull())
