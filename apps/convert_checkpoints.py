@@ -14,7 +14,6 @@ loaded once to check it. Files already in the new format are left alone.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -73,12 +72,7 @@ def convert(path) -> str:
     weights, sidecar = ck.checkpoint_paths(path)
     if not weights.is_file() or not sidecar.is_file():
         raise ValueError(f"{sidecar.with_suffix('')}: needs both NAME.json and NAME.safetensors")
-    try:
-        old = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{sidecar}: unreadable JSON ({exc})") from None
-    if not isinstance(old, dict):
-        raise ValueError(f"{sidecar}: not a JSON object")
+    old = ck.read_json_object(sidecar)
     if old.get("format") == ck.FORMAT:
         ck.load_checkpoint(weights)
         return "already in the new format"

@@ -17,7 +17,7 @@ import torch
 from . import schemes
 from .core.channel import CHANNEL_TYPES, link_powers
 from .neural_block import neural_pdu_block
-from .pdu_util import OperatingPoint, image_pdu, make_pdu, meta_get, split_pdu
+from .pdu_util import OperatingPoint, groups, image_pdu, make_pdu, meta_get, split_pdu
 from .scheme_transmitter import check_checkpoints_up_front
 
 
@@ -99,8 +99,7 @@ class diffusion_receiver(neural_pdu_block):
         """Items of one operating point go in one receiver call (in arrival order):
         [(image, latent or None)] in item order."""
         out = [None] * len(items)
-        for key in dict.fromkeys(k for k, *_ in items):
-            idx = [n for n, (k, *_) in enumerate(items) if k == key]
+        for key, idx in groups(item[0] for item in items).items():
             stack = lambda j: torch.from_numpy(np.stack([items[n][j] for n in idx]))
             side_info = [items[n][5] or {} for n in idx]
             obs = schemes.Observation(zhat=stack(1), w=stack(2), h=stack(3),

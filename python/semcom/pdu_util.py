@@ -152,6 +152,15 @@ def split_image_pdu(msg, logger):
     return meta, data.reshape(shape)
 
 
+def groups(keys) -> dict:
+    """{key: [indices]} in order of first appearance: a batch's items that one backend call can
+    serve together (the same operating point)."""
+    out = {}
+    for n, key in enumerate(keys):
+        out.setdefault(key, []).append(n)
+    return out
+
+
 def meta_get(meta, key, default=None):
     """A metadata value as a Python object (default when absent)."""
     value = pmt.dict_ref(meta, pmt.intern(key), pmt.PMT_NIL)

@@ -12,7 +12,7 @@ from gnuradio import gr, pdu
 from . import schemes
 from .core.channel import CHANNEL_TYPES
 from .neural_block import neural_pdu_block
-from .pdu_util import make_pdu, split_image_pdu
+from .pdu_util import groups, make_pdu, split_image_pdu
 
 
 class scheme_encoder(neural_pdu_block):
@@ -53,8 +53,7 @@ class scheme_encoder(neural_pdu_block):
     def run_batch(self, items):
         """Images of one SNR go in one transmit call (in arrival order)."""
         out = [None] * len(items)
-        for snr in dict.fromkeys(s for _, s in items):
-            idx = [n for n, (_, s) in enumerate(items) if s == snr]
+        for snr, idx in groups(snr for _, snr in items).items():
             ctx = schemes.TxContext(snr, self.channel_type, self.model, self.power, options=self.options)
             sent = self.backend.transmit(self.scheme, np.stack([items[n][0] for n in idx]), ctx)
             symbols = sent.symbols.numpy()

@@ -217,6 +217,17 @@ def save_checkpoint(path: Union[str, Path], model, config=None, provenance: Opti
 
 # --------------------------------------------------------------------------- reading
 
+def read_json_object(sidecar: Path) -> Dict:
+    """A sidecar's JSON object, of any format (the converter reads old ones too)."""
+    try:
+        doc = json.loads(Path(sidecar).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{sidecar}: unreadable JSON sidecar ({exc})") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{sidecar}: JSON sidecar is not an object")
+    return doc
+
+
 def read_sidecar(path: Union[str, Path], kind: Optional[str] = None) -> Dict:
     """The parsed, checked JSON sidecar of a checkpoint (of `kind`, when given)."""
     weights, sidecar = checkpoint_paths(path)
@@ -224,12 +235,7 @@ def read_sidecar(path: Union[str, Path], kind: Optional[str] = None) -> Dict:
         raise CheckpointError(f"{sidecar}: JSON sidecar missing (it holds the model config; "
                               f"weights file {weights.name} "
                               f"{'exists' if weights.is_file() else 'is missing too'})")
-    try:
-        doc = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: unreadable JSON sidecar ({exc})") from None
-    if not isinstance(doc, dict):
-        raise CheckpointError(f"{sidecar}: JSON sidecar is not an object")
+    doc = read_json_object(sidecar)
     fmt = doc.get("format")
     if fmt in OLD_FORMATS:
         raise CheckpointError(f"{sidecar}: checkpoint in the old format {fmt!r} (this version "

@@ -85,8 +85,9 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
     from .base import Observation, TxContext
     tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed)
     draw = None
-    if get(scheme).needs_csit:
-        k = get(scheme).symbols_per_image(backend, tx, images.shape[1:])
+    sender = get(scheme)
+    if sender.needs_csit:
+        k = sender.symbols_per_image(backend, tx, images.shape[1:])
         draw = draw_channel((len(images), k), channel_type, coherence_len, generator)
         tx.csi, tx.csi_source = draw.h, "genie"
     sent = backend.transmit(scheme, images, tx)
