@@ -20,7 +20,6 @@ finishes, requests still waiting are answered `shutting_down`.
 import ipaddress
 import json
 import logging
-import math
 import os
 import queue
 import re
@@ -250,15 +249,6 @@ class InferenceServer:
                 "models": self.models, "schemes": self.schemes_info(), "receivers": schemes.names(),
                 "priors": list_priors(), "checkpoints": sorted(self._checkpoints)}
 
-    @staticmethod
-    def _number(params, key, default=None, low=-math.inf, finite=True):
-        v = params.get(key, default)
-        if (not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v)
-                or (finite and not math.isfinite(v)) or v < low):
-            what = ("a finite number" if finite else "a number") + (f" >= {low:g}" if low > -math.inf else "")
-            raise BadRequest("bad_params", f"'params.{key}' must be {what}")
-        return v
-
     def check_request(self, header, arrays):
         """Validate one request's meaning: (batch key, items), or None: answer at once."""
         op = header.get("op")
@@ -269,7 +259,11 @@ class InferenceServer:
         params = header.get("params", {})
         if not isinstance(params, dict):
             raise BadRequest("bad_params", "'params' must be an object")
-        snr = self._number(params, "snr_db")
+        from ..schemes.base import Params
+        try:
+            snr = Params(params, op).number("snr_db")
+        except ValueError as exc:
+            raise BadRequest("bad_params", str(exc)) from None
         if op in ("encode", "decode"):
             model = header.get("model")
             if not isinstance(model, str) or model not in self.models or "error" in self.models[model]:

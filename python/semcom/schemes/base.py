@@ -118,7 +118,7 @@ class TxContext:
 
     @classmethod
     def from_wire(cls, params: dict, arrays: dict) -> "TxContext":
-        p = _Params(params, "transmit")
+        p = Params(params, "transmit")
         csi = arrays.get("csi")
         if csi is not None and (csi.dtype != np.complex64 or csi.ndim != 2):
             raise ValueError("transmit: 'csi' must be complex64 (N, k)")
@@ -221,7 +221,7 @@ class Observation:
     @staticmethod
     def params_from_wire(params: dict) -> dict:
         """The fields of an observation's JSON params, checked (ValueError naming the field)."""
-        p = _Params(params, "receive")
+        p = Params(params, "receive")
         if p.string("power_policy", POWER_POLICY) != POWER_POLICY:
             raise ValueError(f"'params.power_policy' must be {POWER_POLICY!r}")
         powers = LinkPowers(p.number("signal_power", low=0, open_low=True), p.number("noise_var", low=0),
@@ -284,8 +284,8 @@ def _c64(t) -> np.ndarray:
     return np.ascontiguousarray(t, np.complex64)
 
 
-class _Params:
-    """Typed reads of a request's JSON params; ValueError naming the field."""
+class Params:
+    """Typed reads of a request's JSON params; ValueError naming the field ('params.KEY')."""
 
     def __init__(self, params, op):
         if not isinstance(params, dict):
