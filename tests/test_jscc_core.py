@@ -31,8 +31,6 @@ SHIPPED = sorted(CKPT_DIR.glob("jscc_*.json"))  # the diffusion priors: test_icd
 DATA_DIR = data.default_data_dir()
 HAVE_CIFAR_TEST = (DATA_DIR / "cifar10_test.npz").is_file()
 
-torch.set_num_threads(2)
-
 
 def tiny(**kw):
     d = dict(k=64, width=8, af_hidden=4, res_blocks=1)

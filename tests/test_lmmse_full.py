@@ -210,3 +210,128 @@ def test_icdm_runs_with_the_prior_covariance_surrogate_on_real_latents():
     assert not torch.allclose(latents, schemes.get("icdm").clean(obs, backend)[0])
     with pytest.raises(ValueError, match="no option 'surrogate'"):
         schemes.check("icdm-dps", {"surrogate": "prior-covariance"})
+
+
+def toy_link(n=64, k=8, seed=3):
+    """Anisotropic correlated Gaussian signal and interference through per-symbol complex
+    gains: (priors, obs, xhat, x, posterior means)."""
+    from gnuradio.semcom.diffusion.gaussian import posterior_means
+    from gnuradio.semcom.diffusion.guidance import LinearObservation
+    gx, gi, a1, b1, c1, gen = setup(n=1, k=k, seed=seed)
+    a, b, c = a1.expand(n, -1), b1.expand(n, -1), (0.2 + 0.3 * c1 / c1.max()).expand(n, -1)
+    draw = lambda g: g.mean.double() + torch.randn(n, 2 * k, generator=gen, dtype=torch.float64) @ \
+        torch.linalg.cholesky(g.cov.double()).T
+    x, i = draw(gx), draw(gi)
+    xhat = (real_form_left(a, x[..., None])[..., 0] + real_form_left(b, i[..., None])[..., 0]
+            + torch.cat([c, c], -1).double() * torch.randn(n, 2 * k, generator=gen, dtype=torch.float64)).float()
+    obs = LinearObservation(a, b, c, 1.0, 1.0, gx.cov.double(), gi.cov.double())
+    return (gx, gi), obs, xhat, x, posterior_means(xhat, a, b, c, gx, gi)
+
+
+@pytest.mark.parametrize("t_star", [30, 300, 999])
+def test_icdm_from_the_posterior_mean_start_lands_on_the_closed_form_posterior_mean(t_star):
+    """Gaussian priors, the exact (`covariance`) surrogate at zeta = 1 with the guided
+    corrector: the guided flow is affine and its Tweedie estimate at x_t = sqrt(abar) E[x | xhat]
+    is E[x | xhat] itself, so the deterministic sampler started there stays on the mean path
+    and returns the closed-form posterior mean (not a sample: its error is tr P, not 2 tr P).
+    With ICDM's isotropic surrogate the same start from T-1 drifts off it, to a larger error."""
+    from gnuradio.semcom.diffusion.icdm import icdm_sample
+    from gnuradio.semcom.diffusion.schedule import VPSchedule
+    (gx, gi), obs, xhat, x, (mx, mi) = toy_link()
+    schedule = VPSchedule.linear()
+    eps = [lambda z, t, g=g: g.eps(z, schedule.alphas_cumprod[t].item(), 1.0) for g in (gx, gi)]
+    root = schedule.alphas_cumprod[t_star].item() ** 0.5
+    run = lambda kind: icdm_sample(*eps, obs, xhat, schedule, root * mx, root * mi, 6, 2, "bh2", 1.0, 1.0, True,
+                                   kind, t_star)
+    x0, i0 = run("covariance")
+    torch.testing.assert_close(x0.double(), mx.double(), rtol=0, atol=2e-5)
+    torch.testing.assert_close(i0.double(), mi.double(), rtol=0, atol=2e-5)
+    if t_star == 999:
+        mse = lambda est: (est.double() - x).square().mean().item()
+        assert mse(run("gaussian")[0]) > 1.1 * mse(mx)
+
+
+@pytest.mark.parametrize("channel,coherence", [("awgn", 1), ("rayleigh", 1), ("rayleigh", 16)])
+def test_icdm_with_the_fitted_gaussians_reproduces_lmmse_full_on_real_latents(channel, coherence):
+    """The scheme level: icdm with both chains' fitted Gaussians as priors, the prior-covariance
+    surrogate at zeta = 1 and the posterior-mean start returns lmmse-full's estimate, for AWGN,
+    i.i.d. Rayleigh and block fading (whose interferer Gaussian is folded per block), with
+    every image at its own start step; no network runs."""
+    from gnuradio.semcom.core.datasets import load_dataset
+    from gnuradio.semcom.inference.local import LocalBackend
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    images = load_dataset("sample").images[:3]
+    _, obs = equalized_batch(backend, images, images[::-1], channel, 20.0, 0.0, *default_models(channel, 512),
+                             coherence, torch.Generator().manual_seed(0))
+    assert obs.coherence == coherence
+    want, _ = schemes.get("lmmse-full").clean(obs, backend)
+    obs.options = {"steps": 2, "surrogate": "prior-covariance", "prior_x": "gaussian-full", "prior_i": "gaussian-full",
+                   "start": "posterior-mean", "zeta_x": 1.0, "zeta_i": 1.0, "guided_corrector": True}
+    got, nfe = schemes.get("icdm").clean(obs, backend)
+    assert nfe == 0
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-4 * want.abs().max().item())
+
+
+def test_an_images_icdm_result_does_not_depend_on_its_batch():
+    """Each image starts at its own matched step (Rayleigh: they differ), and the posterior-mean
+    start draws nothing: an image alone gets what it gets in a batch."""
+    from gnuradio.semcom.core.datasets import load_dataset
+    from gnuradio.semcom.diffusion.matched_start import by_step, matched_steps
+    from gnuradio.semcom.diffusion.schedule import VPSchedule
+    from gnuradio.semcom.inference.local import LocalBackend
+    from gnuradio.semcom.schemes.deepjscc import lemma1_observation
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    images = load_dataset("sample").images[:8]
+    _, obs = equalized_batch(backend, images, images[::-1], "rayleigh", 20.0, 0.0, *default_models("rayleigh", 512),
+                             1, torch.Generator().manual_seed(1))
+    steps = matched_steps(lemma1_observation(obs), VPSchedule.linear())
+    assert len(set(steps)) > 1
+    groups = by_step(steps)
+    assert sorted(torch.cat([idx for _, idx in groups]).tolist()) == list(range(8))
+    assert all(steps[j] == t for t, idx in groups for j in idx.tolist())
+    obs.options = {"steps": 3, "prior_x": "gaussian-full", "prior_i": "gaussian-full", "start": "posterior-mean"}
+    batch, nfe = schemes.get("icdm").clean(obs, backend)
+    for j in (0, 5):
+        alone, _ = schemes.get("icdm").clean(obs.take(slice(j, j + 1)), backend)
+        torch.testing.assert_close(alone[0], batch[j], rtol=0, atol=1e-4)
+
+
+def test_fold_fading_is_the_covariance_of_block_faded_latents():
+    """g u with g ~ CN(0, 1) constant over blocks of L symbols: the closed form against Monte
+    Carlo for a correlated non-circular u with a mean; L = 1 leaves the diagonal E|u_j|^2 / 2."""
+    from gnuradio.semcom.diffusion.gaussian import fold_fading
+    k, n = 6, 400_000
+    gen = torch.Generator().manual_seed(0)
+    u_fit = random_gaussian(2 * k, gen, 1.0)
+    x = u_fit.mean.double() + torch.randn(n, 2 * k, generator=gen, dtype=torch.float64) @ \
+        torch.linalg.cholesky(u_fit.cov.double()).T
+    u = torch.complex(x[:, :k], x[:, k:])
+    for coherence in (1, 2, 3, 6):
+        blocks = -(-k // coherence)
+        g = torch.complex(torch.randn(n, blocks, generator=gen, dtype=torch.float64),
+                          torch.randn(n, blocks, generator=gen, dtype=torch.float64)) / 2 ** 0.5
+        gu = g.repeat_interleave(coherence, -1)[:, :k] * u
+        r = torch.cat([gu.real, gu.imag], -1)
+        empirical = r.T @ r / n
+        folded = fold_fading(u_fit, coherence)
+        assert folded.mean.abs().max() == 0
+        torch.testing.assert_close(folded.cov.double(), empirical, rtol=0, atol=0.02)
+    second = (u.abs().square()).mean(0) / 2
+    torch.testing.assert_close(fold_fading(u_fit, 1).cov.double(), torch.diag(torch.cat([second, second])),
+                               rtol=0, atol=0.01)
+    with pytest.raises(ValueError, match="coherence"):
+        fold_fading(u_fit, 0)
+
+
+def test_the_shipped_rayleigh_interferer_fit_is_the_iid_fold_of_its_awgn_fit():
+    """Both fits come from the same training latents: the i.i.d. Rayleigh one is what block
+    fading's fold gives at coherence 1 (float32 storage apart)."""
+    from gnuradio.semcom.core.checkpoint import load_checkpoint
+    from gnuradio.semcom.core.models import checkpoint_for
+    from gnuradio.semcom.diffusion.gaussian import KIND, fold_fading
+    load = lambda name: load_checkpoint(checkpoint_for(name), kind=KIND)[0]
+    awgn, rayleigh = load(gaussian_name("interferer", "awgn", 512)), load(gaussian_name("interferer", "rayleigh", 512))
+    folded = fold_fading(awgn, 1).cov
+    torch.testing.assert_close(folded.float(), rayleigh.cov, rtol=1e-4, atol=1e-7)

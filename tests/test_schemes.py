@@ -41,7 +41,7 @@ def test_registry_holds_the_deepjscc_family_with_typed_options():
     assert icdm.max_nfe({"steps": 7}) == 14 and schemes.get("cddm").max_nfe() == 5
     assert schemes.get("mmse").max_nfe() == 0 and schemes.get("mmse").options == ()
     spec = icdm.describe()["options"]["start"]
-    assert spec == {"type": "str", "default": "observation", "help": spec["help"], "choices": ["noise", "observation"]}
+    assert spec == {"type": "str", "default": "observation", "help": spec["help"], "choices": ["noise", "observation", "posterior-mean"]}
     with pytest.raises(ValueError, match="must be a int"):
         icdm.option_values({"steps": True})  # a bool is no count
     with pytest.raises(ValueError, match="already registered"):
@@ -54,7 +54,8 @@ def test_checkpoints_are_checked_up_front_all_missing_named():
     from gnuradio.semcom.core.checkpoint import CheckpointError
     assert schemes.get("icdm").checkpoints("rayleigh", 512) == [
         "jscc_user_rayleigh_k512", "prior_user_rayleigh_k512", "prior_interferer_rayleigh_k512",
-        "gauss_user_rayleigh_k512", "gauss_interferer_rayleigh_k512"]  # the gaussian-full prior option's
+        "gauss_user_rayleigh_k512", "gauss_interferer_rayleigh_k512",  # the gaussian-full prior option's
+        "gauss_interferer_awgn_k512"]  # block fading folds the interferer's fit as sent
     schemes.get("icdm").check_checkpoints("rayleigh", 512)
     with pytest.raises(CheckpointError, match="prior_user_awgn_k256, prior_interferer_awgn_k256"):
         schemes.get("icdm").check_checkpoints("awgn", 256)
@@ -76,21 +77,23 @@ def test_run_record_resolves_the_schemes_options():
 # ------------------------------------------------------------------ the wire form
 def test_observation_wire_round_trip_and_validation(backend, sample):
     _, obs = equalized_batch(backend, sample[:3], sample[-3:], "rayleigh", 12.0, 3.0, "jscc_user_rayleigh_k512",
-                             INTERFERER, 1, SEEDED(0))
+                             INTERFERER, 8, SEEDED(0))
+    assert obs.coherence == 8
     obs.options, obs.side_info = {"steps": 3}, [{"frame": n} for n in range(3)]
     params, arrays = obs.to_wire()
     back = schemes.Observation.from_wire(params, dict(arrays))
     for name in ("zhat", "w", "h"):
         torch.testing.assert_close(getattr(back, name), getattr(obs, name), rtol=0, atol=0)
-    for name in ("powers", "snr_db", "sinr_db", "channel_type", "options", "seed", "model", "csi_source",
-                 "snr_source", "side_info"):
+    for name in ("powers", "snr_db", "sinr_db", "channel_type", "coherence", "options", "seed", "model",
+                 "csi_source", "snr_source", "side_info"):
         assert getattr(back, name) == getattr(obs, name), name
     inf = schemes.Observation.from_wire({k: v for k, v in params.items() if k != "sinr_db"}, dict(arrays))
     assert inf.sinr_db == math.inf  # no interferer: left out of the JSON
     bad = [({"noise_var": -1}, "noise_var"), ({"signal_power": 0}, "signal_power"), ({"seed": 1.5}, "seed"),
            ({"channel_type": "fog"}, "channel_type"), ({"csi_source": "oracle"}, "csi_source"),
            ({"snr_source": 3}, "snr_source"), ({"options": "steps=3"}, "options"), ({"snr_db": math.nan}, "snr_db"),
-           ({"power_policy": "per-batch"}, "power_policy"), ({"side_info": {"frame": 1}}, "side_info")]
+           ({"power_policy": "per-batch"}, "power_policy"), ({"side_info": {"frame": 1}}, "side_info"),
+           ({"coherence": 0}, "coherence"), ({"coherence": 2.5}, "coherence")]
     for change, field in bad:
         with pytest.raises(ValueError, match=field):
             schemes.Observation.from_wire(dict(params, **change), dict(arrays))

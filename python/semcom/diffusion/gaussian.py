@@ -72,6 +72,13 @@ class FittedGaussian(nn.Module):
         values = self.eigh()[0].flip(0)
         return int((values.cumsum(0) / values.sum() < energy).sum().item()) + 1
 
+    def faded(self, coherence: int) -> "FittedGaussian":
+        """fold_fading(self, coherence), kept for the next call (one eigendecomposition each)."""
+        cache = self.__dict__.setdefault("_faded", {})
+        if coherence not in cache:
+            cache[coherence] = fold_fading(self, coherence)
+        return cache[coherence]
+
     def eps(self, x_t: torch.Tensor, abar: float, scale: float) -> torch.Tensor:
         """E[eps | x_t] for diffusion latents x_t = sqrt(abar) x0 + sqrt(1-abar) eps with
         x0 = physical / scale ~ N(mean / scale, cov / scale^2):
@@ -82,6 +89,30 @@ class FittedGaussian(nn.Module):
         r = x_t.double() - alpha * self.mean.double() / scale
         gain = sigma / (abar * values / scale ** 2 + sigma ** 2)
         return (((r @ vectors) * gain) @ vectors.T).to(x_t.dtype)
+
+
+def fold_fading(fit: FittedGaussian, coherence: int = 1) -> FittedGaussian:
+    """The Gaussian of g u as received, for u ~ `fit` (the source as sent, g = 1) and an
+    unknown Rayleigh gain g ~ CN(0, 1) held for `coherence` consecutive symbols (independent
+    from block to block). g u has zero mean and is circular, with complex covariance
+    E[g u (g u)^H] = M (.) B: u's complex second moment M = E[u u^H] kept within a block (B
+    its block mask) and zero across blocks, so in real form
+        Cov([Re; Im]) = 1/2 [[Re C, -Im C], [Im C, Re C]],   C = M (.) B.
+    Coherence 1 (i.i.d. per symbol) leaves diag(E|u_j|^2) / 2: close to white, whatever
+    structure u had. Longer blocks keep u's correlations within each block."""
+    if int(coherence) != coherence or coherence < 1:
+        raise ValueError(f"coherence must be an integer >= 1, got {coherence}")
+    d = fit.cfg.dim
+    k = d // 2
+    m = fit.cov.double() + torch.outer(fit.mean.double(), fit.mean.double())  # real-form second moment
+    c_re = m[:k, :k] + m[k:, k:]           # E[u u^H] = E[p p^T + q q^T] + i E[q p^T - p q^T]
+    c_im = m[k:, :k] - m[:k, k:]
+    block = torch.arange(k) // int(coherence)
+    mask = (block[:, None] == block[None, :]).double()
+    c_re, c_im = c_re * mask, c_im * mask
+    out = FittedGaussian(GaussianConfig(d))
+    out.cov.copy_(0.5 * torch.cat([torch.cat([c_re, -c_im], 1), torch.cat([c_im, c_re], 1)], 0))
+    return out
 
 
 def psd_eigh(cov: torch.Tensor):
@@ -119,12 +150,12 @@ def observation_solve(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cov_x: 
     return torch.cholesky_solve(r.double()[..., None], torch.linalg.cholesky(s))[..., 0]
 
 
-def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                   x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32) -> torch.Tensor:
-    """E[x | xhat] for xhat = A x + B i + C e (real (N, 2k); a, b complex (N, k); c real (N, k),
-    the Lemma-1 coefficients) under x ~ x_prior, i ~ i_prior, e ~ N(0, I). Float64 inside;
-    `chunk` images at a time (each needs a 2k x 2k solve)."""
-    out = []
+def posterior_means(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+                    x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32):
+    """(E[x | xhat], E[i | xhat]) for xhat = A x + B i + C e (real (N, 2k); a, b complex (N, k);
+    c real (N, k), the Lemma-1 coefficients) under x ~ x_prior, i ~ i_prior, e ~ N(0, I).
+    Float64 inside; `chunk` images at a time (each needs a 2k x 2k solve)."""
+    out_x, out_i = [], []
     mx, sx, mi, si = (t.double() for t in (x_prior.mean, x_prior.cov, i_prior.mean, i_prior.cov))
     for s in range(0, xhat.shape[0], chunk):
         sl = slice(s, s + chunk)
@@ -133,8 +164,15 @@ def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torc
         mean = real_form_left(an, mx.expand(n, -1)[..., None])[..., 0] + \
             real_form_left(bn, mi.expand(n, -1)[..., None])[..., 0]
         v = observation_solve(an, bn, cn, sx, si, xhat[sl].double() - mean)   # S^-1 (xhat - A mx - B mi)
-        out.append(mx + real_form_left(an.conj(), v[..., None])[..., 0] @ sx)  # Sx A^T v (Sx symmetric)
-    return torch.cat(out).to(xhat.dtype)
+        out_x.append(mx + real_form_left(an.conj(), v[..., None])[..., 0] @ sx)  # Sx A^T v (Sx symmetric)
+        out_i.append(mi + real_form_left(bn.conj(), v[..., None])[..., 0] @ si)
+    return torch.cat(out_x).to(xhat.dtype), torch.cat(out_i).to(xhat.dtype)
+
+
+def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+                   x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32) -> torch.Tensor:
+    """E[x | xhat] (posterior_means)."""
+    return posterior_means(xhat, a, b, c, x_prior, i_prior, chunk)[0]
 
 
 register_kind(KIND, FittedGaussian, lambda d: GaussianConfig(**d), config_to_dict=asdict,

@@ -40,6 +40,14 @@ class LinearObservation:
     cov_i: object = None   # "covariance" guidance needs them
     _eigh: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def set_priors(self, fits, scale: float):
+        """Both chains' prior covariances from fitted Gaussians of physical latents (x, i),
+        in diffusion units (cov / scale^2), with the eigenpairs the fits already hold."""
+        for chain, fit in zip("xi", fits):
+            values, vectors = fit.eigh()
+            setattr(self, f"cov_{chain}", fit.cov.double() / scale ** 2)
+            self._eigh[chain] = (values / scale ** 2, vectors)
+
     def prior_eigh(self, chain: str):
         """The eigenpairs of a chain's prior covariance ("x" or "i"), computed once per
         observation (one sampling run), not at every step."""
@@ -47,6 +55,11 @@ class LinearObservation:
             from .gaussian import psd_eigh
             self._eigh[chain] = psd_eigh(self.cov_x if chain == "x" else self.cov_i)
         return self._eigh[chain]
+
+    def take(self, index) -> "LinearObservation":
+        """The observation of some of the images (the priors and their eigenpairs shared)."""
+        return LinearObservation(self.a[index], self.b[index], self.c[index], self.scale_x, self.scale_i,
+                                 self.cov_x, self.cov_i, self._eigh)
 
     def mean(self, x0: torch.Tensor, i0: torch.Tensor) -> torch.Tensor:
         """A' x0 + B' i0 for real (N, 2k) diffusion-space estimates."""

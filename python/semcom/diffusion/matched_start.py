@@ -5,7 +5,9 @@ Per symbol, dividing by the chain's own coefficient gives the chain's latent plu
     x~ = xhat / (s_x a) = x_u + n,   var(n) per real dimension v = (s_i^2 |b|^2 + c^2) / (s_x^2 |a|^2)
 (for the interference chain swap the roles of a and b). x_t / sqrt(abar_t) = x_0 + noise of
 variance (1 - abar_t) / abar_t, so the start step t* is the one where that equals v*, the
-median v over the batch (a Rayleigh channel makes v differ per symbol; AWGN does not). Symbols
+median v over the image's symbols (a Rayleigh channel makes v differ per symbol; AWGN does
+not). Each image has its own t*, so its result does not depend on the batch it came in:
+`by_step` groups a batch's images by start step for the samplers. Symbols
 with v < v* get extra Gaussian noise up to v*; symbols with v > v* (deep fades) are scaled by
 sqrt((1 + v*) / (1 + v)) so that their variance matches x_0 + N(0, v*) instead of swamping the
 network with a huge value. The start point is x_t* = sqrt(abar_t*) x~'.
@@ -30,10 +32,17 @@ def chain_noise(obs: LinearObservation, chain: str):
     return own, torch.where(power > 0, v, torch.full_like(v, float("inf")))
 
 
-def matched_step(obs: LinearObservation, schedule: VPSchedule, chain: str = "x") -> int:
-    """t*: the step whose noise matches the median per-symbol noise of `chain`."""
+def matched_steps(obs: LinearObservation, schedule: VPSchedule, chain: str = "x") -> list:
+    """t* of each image: the step whose noise matches the median of `chain`'s per-symbol noise
+    in that image."""
     _, v = chain_noise(obs, chain)
-    return schedule.step_for_noise(float(v.median()))
+    return [schedule.step_for_noise(float(m)) for m in v.median(dim=-1).values]
+
+
+def by_step(steps: list):
+    """[(t, index tensor of the images starting at t)], latest step first."""
+    steps = torch.as_tensor(steps)
+    return [(int(t), (steps == t).nonzero()[:, 0]) for t in steps.unique().flip(0)]
 
 
 def matched_start(obs: LinearObservation, xhat: torch.Tensor, schedule: VPSchedule, t: int,

@@ -162,7 +162,8 @@ class Observation:
     zhat (N, k) complex: the MMSE-equalized symbols, w_i y_i; w, h (N, k) complex: the weights
     applied and the user's CSI (genie in simulation, pilot estimates over the air: csi_source);
     powers: signal power, noise variance and the interference power the SINR implies;
-    snr_db/sinr_db (given, or estimated: snr_source); channel_type; the model and options of
+    snr_db/sinr_db (given, or estimated: snr_source); channel_type and its coherence (Rayleigh
+    gains held for that many consecutive symbols; 1 = i.i.d.); the model and options of
     the scheme; the seed of the receiver's own draws; the transmitter's side information
     (`side_info`: empty, or one dict per image, as Transmission.side_info).
     The symbols were normalised per image (mean |z|^2 = P), and the receiver is not told the
@@ -176,6 +177,7 @@ class Observation:
     channel_type: str = "awgn"
     options: dict = field(default_factory=dict)
     seed: int = 0
+    coherence: int = 1
     model: str = ""
     csi_source: str = "genie"
     snr_source: str = "given"
@@ -186,6 +188,8 @@ class Observation:
         if self.zhat.ndim != 2 or self.w.shape != self.zhat.shape or self.h.shape != self.zhat.shape:
             raise ValueError(f"an observation needs zhat, w and h of one shape (N, k), got "
                              f"{tuple(self.zhat.shape)}, {tuple(self.w.shape)}, {tuple(self.h.shape)}")
+        if int(self.coherence) != self.coherence or self.coherence < 1:
+            raise ValueError(f"coherence must be an integer >= 1, got {self.coherence}")
         if self.side_info and len(self.side_info) != self.zhat.shape[0]:
             raise ValueError(f"side information for {len(self.side_info)} images, symbols for {self.zhat.shape[0]}")
 
@@ -211,7 +215,8 @@ class Observation:
         p = self.powers
         params = {"snr_db": float(self.snr_db), "signal_power": p.signal_power, "noise_var": p.noise_var,
                   "interference_power": p.interference_power, "channel_type": self.channel_type,
-                  "options": dict(self.options), "seed": int(self.seed), "model": self.model,
+                  "options": dict(self.options), "seed": int(self.seed), "coherence": int(self.coherence),
+                  "model": self.model,
                   "csi_source": self.csi_source, "snr_source": self.snr_source, "side_info": list(self.side_info),
                   "power_policy": self.power_policy}
         if math.isfinite(self.sinr_db):  # inf (no interferer) is not JSON: left out
@@ -228,7 +233,7 @@ class Observation:
                             p.number("interference_power", low=0))
         return dict(powers=powers, snr_db=p.number("snr_db"), sinr_db=p.number("sinr_db", math.inf, finite=False),
                     channel_type=p.choice("channel_type", CHANNEL_TYPES, "awgn"), options=p.dict("options"),
-                    seed=p.seed(), model=p.string("model", ""), csi_source=p.choice("csi_source", CSI_SOURCES, "genie"),
+                    seed=p.seed(), coherence=p.coherence(), model=p.string("model", ""), csi_source=p.choice("csi_source", CSI_SOURCES, "genie"),
                     snr_source=p.choice("snr_source", SNR_SOURCES, "given"), side_info=p.side_info())
 
     @classmethod
@@ -249,24 +254,25 @@ class Observation:
 @dataclass
 class Result:
     """A receiver's output: images uint8 (N, H, W, C) always; latents float32 (N, 2k) when the
-    scheme has them (for the latent MSE); the network evaluations per image it used; and
-    anything else worth a column (JSON-able)."""
+    scheme has them (for the latent MSE); the network evaluations per image it used (averaged
+    over the batch where images start at different steps); and anything else worth a column
+    (JSON-able)."""
     images: np.ndarray
     latents: Optional[np.ndarray] = None
-    nfe: int = 0
+    nfe: float = 0
     extra: dict = field(default_factory=dict)
 
     def to_wire(self):
         arrays = [("images", np.ascontiguousarray(self.images, np.uint8))]
         if self.latents is not None:
             arrays.append(("latents", np.ascontiguousarray(self.latents, np.float32)))
-        return {"nfe": int(self.nfe), "extra": self.extra}, arrays
+        return {"nfe": float(self.nfe), "extra": self.extra}, arrays
 
     @classmethod
     def from_wire(cls, result: dict, arrays: dict) -> "Result":
         latents = arrays.get("latents")
         return cls(images=np.array(arrays["images"]), latents=None if latents is None else np.array(latents),
-                   nfe=int(result.get("nfe", 0)), extra=dict(result.get("extra", {})))
+                   nfe=float(result.get("nfe", 0)), extra=dict(result.get("extra", {})))
 
 
 def _shipped(name: str) -> bool:
@@ -324,6 +330,12 @@ class Params:
         v = self.p.get("side_info", [])
         if not isinstance(v, list) or not all(isinstance(d, dict) for d in v):
             raise ValueError("'params.side_info' must be a list of objects (one per image)")
+        return v
+
+    def coherence(self):
+        v = self.p.get("coherence", 1)
+        if not (isinstance(v, int) and not isinstance(v, bool)) or not 1 <= v < 2 ** 31:
+            raise ValueError("'params.coherence' must be an integer >= 1")
         return v
 
     def seed(self):

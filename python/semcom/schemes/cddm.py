@@ -17,12 +17,10 @@ class CDDM(DeepJSCCScheme):
 
     def clean(self, obs, models):
         from ..diffusion.cddm import cddm_sample
-        from ..diffusion.matched_start import matched_step
         d = diffusion_setup(self, obs, models)
-        x0 = cddm_sample(d.eps["user"], d.lin, d.xhat, d.schedule, d.opt["steps"], d.opt["order"],
-                         d.opt["variant"], d.generator)
-        steps_run = min(d.opt["steps"], matched_step(d.lin, d.schedule, "x") + 1)
-        return LATENT_SCALE * x0, d.networks * steps_run
+        x0, starts = cddm_sample(d.eps["user"], d.lin, d.xhat, d.schedule, d.opt["steps"], d.opt["order"],
+                                 d.opt["variant"], d.generator)
+        return LATENT_SCALE * x0, d.nfe(starts)
 
 
 register(CDDM())

@@ -42,8 +42,7 @@ class DeepJSCCScheme(Scheme):
         model = model or self.default_model(channel_type, k, image_shape)
         if not k:  # the transmitter's: the model alone
             return [model]
-        return [model] + self.prior_names(channel_type, k) + [gaussian_name(role, channel_type, k)
-                                                            for role in self.priors]
+        return [model] + self.prior_names(channel_type, k) + fit_names(self.priors, channel_type, k)
 
     def symbols_per_image(self, models, tx, image_shape):
         return models.info(tx.model or self.default_model(tx.channel_type, None, image_shape))["k"]
@@ -89,6 +88,12 @@ class DiffusionSetup:
         """Chains whose prior is a network (a Gaussian's eps is closed form): NFE per step."""
         return sum(kind == "dit" for kind in self.kinds.values())
 
+    def nfe(self, starts) -> float:
+        """Network evaluations per image, averaged over the batch, for images started at
+        steps `starts` (each runs min(steps, t* + 1) steps)."""
+        steps = [len(self.schedule.timesteps(self.opt["steps"], t)) for t in starts]
+        return self.networks * sum(steps) / max(1, len(steps))
+
 
 def diffusion_setup(scheme, obs: Observation, models) -> DiffusionSetup:
     opt = scheme.option_values(obs.options, obs.channel_type)
@@ -106,6 +111,27 @@ def lemma1_observation(obs: Observation, device=None):
     p, dev = obs.powers, device or obs.zhat.device
     l1 = lemma1(obs.w.to(dev), obs.h.to(dev), p.signal_power, p.interference_power, p.noise_var)
     return LinearObservation(l1.a, l1.b, l1.c, LATENT_SCALE, LATENT_SCALE)
+
+
+def fit_names(roles, channel_type, k) -> list:
+    """The fitted Gaussians `fitted_prior` may load for these roles: each role's own, and for a
+    Rayleigh interferer the interferer's as sent (AWGN), which block fading folds."""
+    names = [gaussian_name(role, channel_type, k) for role in roles]
+    if channel_type == "rayleigh" and "interferer" in roles:
+        names.append(gaussian_name("interferer", "awgn", k))
+    return names
+
+
+def fitted_prior(models, role, obs: Observation):
+    """The full-covariance Gaussian of a chain's latents as the receiver sees them (physical
+    domain): the shipped fit of the role and channel; for an interferer under Rayleigh block
+    fading (obs.coherence > 1) its AWGN fit with the block-constant gain folded in
+    (diffusion.gaussian.fold_fading; the shipped Rayleigh fit is the i.i.d. case), computed
+    once per loaded fit and coherence."""
+    from ..diffusion.gaussian import KIND
+    if role == "interferer" and obs.channel_type == "rayleigh" and obs.coherence > 1:
+        return models.model(gaussian_name(role, "awgn", obs.k), KIND).faded(obs.coherence)
+    return models.model(gaussian_name(role, obs.channel_type, obs.k), KIND)
 
 
 PRIOR_KINDS = ("dit", "gaussian-unit", "gaussian-full")
@@ -141,14 +167,16 @@ def prior_eps(models, role, obs: Observation, kind, schedule):
     if kind == "gaussian-unit":
         return lambda x, t: schedule.sigma(t).item() * x
     if kind == "gaussian-full":
-        from ..diffusion.gaussian import KIND
-        fitted = models.model(gaussian_name(role, obs.channel_type, obs.k), KIND)
+        fitted = fitted_prior(models, role, obs)
         return lambda x, t: fitted.eps(x, schedule.alphas_cumprod[t].item(), LATENT_SCALE)
     model = models.prior(prior_name(role, obs.channel_type, obs.k))
 
     def eps(x, t):
         return model(x, torch.full((x.shape[0],), int(t), device=x.device))
     return eps
+
+
+START_KINDS = ("noise", "observation", "posterior-mean")
 
 
 # Options every diffusion receiver of the family has.
@@ -169,8 +197,10 @@ def sampler_options(steps, zeta=None, start=False, guided_corrector=False):
                 Option("zeta_i", zi, "guidance weight of the interference chain",
                        channel_defaults=tuple((c, v[1]) for c, v in per_channel.items()))]
     if start:
-        out.append(Option("start", "observation", "chains start from the observation at the matched step, "
-                          "or from N(0, I) at T-1", choices=("noise", "observation")))
+        out.append(Option("start", "observation", "observation: from the observation at each image's matched "
+                          "step; noise: from N(0, I) at T-1; posterior-mean: deterministically from the mean "
+                          "of both chains under the fitted Gaussians (lmmse-full's estimate) at the matched step",
+                          choices=START_KINDS))
     if guided_corrector is not None and start:
         out.append(Option("guided_corrector", guided_corrector, "the corrector uses the guided eps too"))
     return tuple(out)

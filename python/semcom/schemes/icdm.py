@@ -7,10 +7,9 @@ ablations "icdm-pigdm", "icdm-dps" (autograd through both priors) and "icdm-proj
 import torch
 
 from ..core.mapping import LATENT_SCALE
-from ..core.models import gaussian_name
 from . import register
 from .base import Option
-from .deepjscc import DeepJSCCScheme, diffusion_setup, sampler_options
+from .deepjscc import DeepJSCCScheme, diffusion_setup, fitted_prior, sampler_options
 
 
 class ICDM(DeepJSCCScheme):
@@ -28,27 +27,34 @@ class ICDM(DeepJSCCScheme):
 
     def clean(self, obs, models):
         from ..diffusion.icdm import icdm_sample
-        from ..diffusion.matched_start import matched_start, matched_step
+        from ..diffusion.matched_start import by_step, matched_start, matched_steps
         d = diffusion_setup(self, obs, models)
         opt, lin, xhat, gen, schedule = d.opt, d.lin, d.xhat, d.generator, d.schedule
         guidance = self.guidance
         if opt.get("surrogate") == "prior-covariance":
-            from ..diffusion.gaussian import KIND
-            fits = [models.model(gaussian_name(role, obs.channel_type, obs.k), KIND) for role in self.priors]
-            lin.cov_x, lin.cov_i = (f.cov.double() / LATENT_SCALE ** 2 for f in fits)  # diffusion units
+            lin.set_priors([fitted_prior(models, role, obs) for role in self.priors], LATENT_SCALE)
             guidance = "covariance"
         if opt["start"] == "noise":
-            start = schedule.num_steps - 1
-            x_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
-            i_T = torch.randn(xhat.shape, generator=gen).to(xhat.device)
-        else:
-            start = matched_step(lin, schedule, "x")
-            x_T = matched_start(lin, xhat, schedule, start, "x", gen)
-            i_T = matched_start(lin, xhat, schedule, start, "i", gen)
-        x0, _ = icdm_sample(d.eps["user"], d.eps["interferer"], lin, xhat, schedule, x_T, i_T, opt["steps"],
-                            opt["order"], opt["variant"], opt["zeta_x"], opt["zeta_i"], opt["guided_corrector"],
-                            guidance, start)
-        return LATENT_SCALE * x0, d.networks * len(schedule.timesteps(opt["steps"], start))
+            starts = [schedule.num_steps - 1] * obs.n
+        else:  # each image from its own matched step
+            starts = matched_steps(lin, schedule, "x")
+        if opt["start"] == "posterior-mean":
+            from ..diffusion.gaussian import posterior_means
+            means = posterior_means(xhat, lin.a, lin.b, lin.c, *(fitted_prior(models, r, obs) for r in self.priors))
+        out = torch.empty_like(xhat)
+        for t_star, idx in by_step(starts):
+            sub, xh = lin.take(idx), xhat[idx]
+            if opt["start"] == "noise":
+                x_T, i_T = (torch.randn(xh.shape, generator=gen).to(xh.device) for _ in range(2))
+            elif opt["start"] == "observation":
+                x_T, i_T = (matched_start(sub, xh, schedule, t_star, chain, gen) for chain in ("x", "i"))
+            else:  # the mean of x_t* | xhat under the Gaussians: sqrt(abar) E[x | xhat] (diffusion units)
+                root = schedule.alphas_cumprod[t_star].item() ** 0.5
+                x_T, i_T = (root * m[idx] / LATENT_SCALE for m in means)
+            out[idx] = icdm_sample(d.eps["user"], d.eps["interferer"], sub, xh, schedule, x_T, i_T, opt["steps"],
+                                   opt["order"], opt["variant"], opt["zeta_x"], opt["zeta_i"],
+                                   opt["guided_corrector"], guidance, t_star)[0]
+        return LATENT_SCALE * out, d.nfe(starts)
 
 
 # Guidance weights tuned on 96 CIFAR-10 training images at SNR 20 dB, SINR 0 dB, per channel

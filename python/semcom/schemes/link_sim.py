@@ -27,7 +27,7 @@ class BatchResult:
     kept: np.ndarray                # their indices in the input (M,)
     latent_mse_db: list             # per kept image (empty where the scheme has no latents)
     seconds: float
-    nfe: int
+    nfe: float                      # network evaluations per image, mean over the images received
     errors: list                    # one message per lost batch
     extra: dict                     # the scheme's extra columns, of its last batch
     symbols_per_image: int          # complex channel uses per image the scheme sent (0: none sent)
@@ -61,7 +61,7 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
             out.append(result.images)
             if result.latents is not None:
                 lat += metrics.latent_mse_db(torch.from_numpy(result.latents), x).tolist()
-            nfe.append(result.nfe)
+            nfe.append(result.nfe * (sl.stop - sl.start))
             extra = result.extra
             kept.append(np.arange(sl.start, sl.stop))
         if progress:
@@ -69,7 +69,7 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
     shape = (0,) + tuple(images.shape[1:])
     return BatchResult(received=np.concatenate(out) if out else np.zeros(shape, np.uint8),
                        kept=np.concatenate(kept) if kept else np.zeros(0, int), latent_mse_db=lat,
-                       seconds=time.perf_counter() - t0, nfe=max(nfe, default=0), errors=errors, extra=extra,
+                       seconds=time.perf_counter() - t0, nfe=sum(nfe) / max(1, sum(len(i) for i in kept)), errors=errors, extra=extra,
                        symbols_per_image=k)
 
 
@@ -101,6 +101,6 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
     zhat, w = mmse_equalize(ch.y, ch.h, ch.powers.signal_power, ch.powers.noise_var)
     # The receiver's own draws get a seed from the link's generator: reproducible per run.
     obs = Observation(zhat=zhat, w=w, h=ch.h, powers=ch.powers, snr_db=snr_db, sinr_db=sinr_db,
-                      channel_type=channel_type, model=user_model, side_info=sent.side_info,
+                      channel_type=channel_type, coherence=coherence_len, model=user_model, side_info=sent.side_info,
                       seed=int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
     return complex_to_real(z), obs

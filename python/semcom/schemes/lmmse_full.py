@@ -8,9 +8,9 @@ It is the strongest simple control of a learned prior: a diffusion receiver's ga
 beside it. No network runs (NFE 0); each image costs one 2k x 2k solve.
 """
 
-from ..core.models import ROLES, gaussian_name
+from ..core.models import ROLES
 from . import register
-from .deepjscc import DeepJSCCScheme, lemma1_observation
+from .deepjscc import DeepJSCCScheme, fit_names, fitted_prior, lemma1_observation
 
 
 class LMMSEFull(DeepJSCCScheme):
@@ -20,12 +20,12 @@ class LMMSEFull(DeepJSCCScheme):
 
     def checkpoints(self, channel_type, k, model="", image_shape=None):
         return super().checkpoints(channel_type, k, model, image_shape) + \
-            ([gaussian_name(role, channel_type, k) for role in ROLES] if k else [])
+            (fit_names(ROLES, channel_type, k) if k else [])
 
     def clean(self, obs, models):
-        from ..diffusion.gaussian import KIND, posterior_mean
+        from ..diffusion.gaussian import posterior_mean
         lin = lemma1_observation(obs)  # its a, b, c are the physical ones (the scales stand apart)
-        user, interference = (models.model(gaussian_name(role, obs.channel_type, obs.k), KIND) for role in ROLES)
+        user, interference = (fitted_prior(models, role, obs) for role in ROLES)
         return posterior_mean(obs.xhat, lin.a, lin.b, lin.c, user, interference).float(), 0
 
 
