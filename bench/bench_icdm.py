@@ -40,10 +40,20 @@ from gnuradio.semcom.core.cli import ArgumentParser, run_main
 FAMILY = sorted((n for n in schemes.names() if schemes.get(n).family == "deepjscc"),
                 key=lambda n: (len(schemes.get(n).priors), n))
 # Not registered receivers: a registered one with options (what the learned priors add).
+# icdm-pm*: the Bayes-consistent configuration: from the posterior mean under the fitted
+# Gaussians (lmmse-full's estimate) at each image's matched step, the surrogate exact for
+# Gaussian priors at zeta 1, the corrector guided too; with both fitted Gaussians as priors it
+# is lmmse-full exactly, so each learned prior's contribution is what it changes from there.
+BAYES = {"start": "posterior-mean", "surrogate": "prior-covariance", "zeta_x": 1.0, "zeta_i": 1.0,
+         "guided_corrector": True}
 VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"}),
             # ICDM's sampler on the fitted full-covariance Gaussians: with exact Gaussian priors,
             # what its likelihood surrogate gives beside their exact posterior mean (lmmse-full)
-            "icdm-gaussian-full": ("icdm", {"prior_x": "gaussian-full", "prior_i": "gaussian-full"})}
+            "icdm-gaussian-full": ("icdm", {"prior_x": "gaussian-full", "prior_i": "gaussian-full"}),
+            "icdm-pm": ("icdm", BAYES),
+            "icdm-pm-xdit": ("icdm", dict(BAYES, prior_i="gaussian-full")),   # the learned signal prior alone
+            "icdm-pm-idit": ("icdm", dict(BAYES, prior_x="gaussian-full")),   # the learned interference prior alone
+            "icdm-pm-gaussian-full": ("icdm", dict(BAYES, prior_x="gaussian-full", prior_i="gaussian-full"))}
 RECEIVER_ORDER = tuple(FAMILY) + tuple(VARIANTS)
 BASELINES = ("mmse", "lmmse", "lmmse-full")  # the linear receivers every gain is reported against
 # autograd through the priors (PiGDM, DPS guidance): run on --slow-images
@@ -51,11 +61,22 @@ SLOW = tuple(n for n in FAMILY if getattr(schemes.get(n), "autograd", False))
 TRAIN_SPEC = "cifar10_train_batch3"  # training images (both priors' data lie in cifar10_train)
 
 
+def channel_spec(text):
+    """"awgn", "rayleigh" (i.i.d. per symbol) or "rayleigh@L" (block fading, L symbols per
+    coherence block) -> (channel type, coherence)."""
+    channel, _, coherence = text.partition("@")
+    if channel not in ("awgn", "rayleigh") or (coherence and (channel != "rayleigh" or not coherence.isdigit()
+                                                              or int(coherence) < 1)):
+        raise ValueError(f"a channel is awgn, rayleigh or rayleigh@L (L >= 1 symbols per block), got {text!r}")
+    return channel, int(coherence or 1)
+
+
 def prepare(backend, images, channel, snr, sinr, k, seed):
+    channel, coherence = channel_spec(channel)
     user, interferer = default_models(channel, k, images.shape[1:])
     gen = torch.Generator().manual_seed(seed)
     x, obs = equalized_batch(backend, images, np.ascontiguousarray(images[::-1]), channel, snr, sinr,
-                             user, interferer, 1, gen)
+                             user, interferer, coherence, gen)
     return user, x, obs.xhat, obs
 
 
@@ -131,13 +152,13 @@ def bench(args, backend, images):
     bar = tqdm(total=len(points) * len(args.receivers), unit="run", file=sys.stderr, disable=args.no_progress)
     for c, s in points:
         user, x, xhat, ctx = prepare(backend, images, c, args.snr, s, args.k, args.seed)
-        linear = {}  # images -> latent MSE (dB) of mmse and lmmse on the first that many: once per point
+        linear = {}  # images -> latent MSE (dB) of mmse, lmmse, lmmse-full on the first that many: once per point
 
         def baselines(n):
             if n not in linear:
-                lmmse_latents = run_receiver(backend, "lmmse", ctx.take(slice(0, n)), {})[0]
+                latents = [xhat[:n]] + [run_receiver(backend, b, ctx.take(slice(0, n)), {})[0] for b in BASELINES[1:]]
                 linear[n] = tuple(score(backend, user, lat, x[:n], images[:n], args.snr, False)["latent_mse_db"]
-                                  for lat in (xhat[:n], lmmse_latents))
+                                  for lat in latents)
             return linear[n]
 
         for name in args.receivers:
@@ -145,10 +166,11 @@ def bench(args, backend, images):
             n = min(len(images), args.slow_images) if name in SLOW else len(images)
             base, options = VARIANTS.get(name, (name, {}))
             lat, nfe, sec = run_receiver(backend, base, ctx.take(slice(0, n)), options)
-            mmse_db, lmmse_db = baselines(n)
+            mmse_db, lmmse_db, full_db = baselines(n)
             r = score(backend, user, lat, x[:n], images[:n], args.snr)
             rows.append(dict(receiver=name, channel=c, sinr_db=s, images=n, nfe=nfe, s_per_image=sec,
-                             gain_db=mmse_db - r["latent_mse_db"], gain_lmmse_db=lmmse_db - r["latent_mse_db"], **r))
+                             gain_db=mmse_db - r["latent_mse_db"], gain_lmmse_db=lmmse_db - r["latent_mse_db"],
+                             gain_lmmse_full_db=full_db - r["latent_mse_db"], **r))
             bar.update(1)
             print(json.dumps(rows[-1]), flush=True)
     bar.close()
@@ -253,7 +275,8 @@ def main():
     ap.add_argument("--k", type=int, default=512)
     ap.add_argument("--snr", type=float, default=20.0)
     ap.add_argument("--sinr", default="-5,0,5,10")
-    ap.add_argument("--channels", default="awgn,rayleigh")
+    ap.add_argument("--channels", default="awgn,rayleigh,rayleigh@64",
+                    help="awgn, rayleigh (i.i.d. per symbol), rayleigh@L (block fading, L symbols per block)")
     ap.add_argument("--receivers", default=",".join(RECEIVER_ORDER))
     ap.add_argument("--nfe-sweep", default="5,10,20,40,100,1000", help="icdm steps to sweep ('' = none)")
     ap.add_argument("--nfe-point", default="rayleigh,0", help="channel,SINR of the sweep")
@@ -272,6 +295,8 @@ def main():
     try:
         args.sinr, args.tune_sinr = parse_list(args.sinr), parse_list(args.tune_sinr)
         args.channels = [c.strip() for c in args.channels.split(",")]
+        for c in args.channels + [args.nfe_point.split(",")[0].strip()]:
+            channel_spec(c)
         args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
         args.nfe_sweep = parse_list(args.nfe_sweep, int)
         c, s = args.nfe_point.split(",")

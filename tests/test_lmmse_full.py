@@ -335,3 +335,38 @@ def test_the_shipped_rayleigh_interferer_fit_is_the_iid_fold_of_its_awgn_fit():
     awgn, rayleigh = load(gaussian_name("interferer", "awgn", 512)), load(gaussian_name("interferer", "rayleigh", 512))
     folded = fold_fading(awgn, 1).cov
     torch.testing.assert_close(folded.float(), rayleigh.cov, rtol=1e-4, atol=1e-7)
+
+
+def test_observation_solve_shares_a_factorisation_between_images_with_the_same_coefficients():
+    """AWGN gives every image the same a, b, c: one Cholesky serves them all, with the same
+    result as the dense solve per image (here rows 0 and 2 share coefficients, row 1 not)."""
+    from gnuradio.semcom.diffusion.gaussian import observation_solve
+    gx, gi, a, b, c, gen = setup(n=3, k=4, seed=5)
+    a, b, c = (t[[0, 1, 0]] for t in (a, b, c))
+    r = torch.randn(3, 8, generator=gen, dtype=torch.float64)
+    got = observation_solve(a, b, c, gx.cov, gi.cov, r)
+    for n in range(3):
+        am, bm = dense_real_form(a[n].numpy()), dense_real_form(b[n].numpy())
+        s = am @ gx.cov.double().numpy() @ am.T + bm @ gi.cov.double().numpy() @ bm.T + \
+            np.diag(np.concatenate([c[n].numpy()] * 2) ** 2)
+        np.testing.assert_allclose(got[n].numpy(), np.linalg.solve(s, r[n].numpy()), rtol=1e-7, atol=1e-9)
+
+
+def test_conjugate_gradients_solve_the_observation_system_with_factored_covariances():
+    """observation_cg on the factored posterior covariance equals the dense Cholesky solve
+    (per-image fading gains, one deep fade); not converged within its iterations, an image
+    falls back to the exact solve."""
+    from gnuradio.semcom.diffusion.gaussian import Covariance, observation_cg, observation_solve
+    from gnuradio.semcom.diffusion.guidance import posterior_covariance
+    from gnuradio.semcom.diffusion.gaussian import psd_eigh
+    gx, gi, a, b, c, gen = setup(n=4, k=6, seed=7)
+    a[1, 2] = 1e-4  # a deep fade
+    r = torch.randn(4, 12, generator=gen, dtype=torch.float64)
+    px, _ = posterior_covariance(psd_eigh(gx.cov), 0.3)
+    pi, _ = posterior_covariance(psd_eigh(gi.cov), 0.3)
+    want = observation_solve(a, b, c, px.dense(), pi.dense(), r)       # Cholesky per image
+    for got in (observation_cg(a, b, c, px, pi, r), observation_cg(a, b, c, px.dense(), pi, r),
+                observation_cg(a, b, c, px, pi, r, max_iterations=1), observation_solve(a, b, c, px, pi, r, True)):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(px.diagonal(6), px.dense().diagonal(6))
+    torch.testing.assert_close(Covariance.of(gx.cov).right(r), r @ gx.cov.double())

@@ -133,11 +133,115 @@ def real_form_left(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.cat([ar * top - ai * bottom, ai * top + ar * bottom], dim=1)
 
 
+class Covariance:
+    """A symmetric (2k, 2k) covariance, dense or kept factored as V diag(values) V^T, through
+    what the solvers need: products m @ C of a batch (N, 2k), the diagonal, the cross diagonal
+    C[j, j + k] and the dense matrix (formed from factors only when asked)."""
+
+    def __init__(self, dense: torch.Tensor = None, values: torch.Tensor = None, vectors: torch.Tensor = None):
+        self._dense = None if dense is None else dense.double()
+        self.values, self.vectors = values, vectors
+
+    @classmethod
+    def of(cls, cov) -> "Covariance":
+        return cov if isinstance(cov, Covariance) else cls(dense=cov)
+
+    def right(self, m: torch.Tensor) -> torch.Tensor:
+        if self._dense is not None:
+            return m @ self._dense
+        return ((m @ self.vectors) * self.values) @ self.vectors.T  # two thin products, no (2k)^3 work
+
+    def dense(self) -> torch.Tensor:
+        if self._dense is None:
+            self._dense = (self.vectors * self.values) @ self.vectors.T
+        return self._dense
+
+    def diagonal(self, offset: int = 0) -> torch.Tensor:
+        if self._dense is not None:
+            return self._dense.diagonal(offset)
+        v = self.vectors
+        return ((v[:v.shape[0] - offset] * v[offset:]) * self.values).sum(-1)
+
+
 def observation_solve(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cov_x: torch.Tensor,
-                      cov_i: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+                      cov_i: torch.Tensor, r: torch.Tensor, iterative: bool = False) -> torch.Tensor:
     """S^-1 r per image, S = A cov_x A^T + B cov_i B^T + C^2 the covariance of the Lemma-1
     observation A x + B i + C e for x, i of those covariances (a, b complex (N, k), c real
-    (N, k), covariances (2k, 2k), r real (N, 2k)); float64. A M A^T = A (A M)^T, M symmetric."""
+    (N, k), covariances (2k, 2k) dense or `Covariance`, r real (N, 2k)); float64. Images with the same coefficients
+    share one factorisation (AWGN: the whole batch). Where they all differ (fading),
+    `iterative` solves by conjugate gradients instead (observation_cg), whose products with
+    the covariances serve the whole batch at once."""
+    key = torch.cat([a.real, a.imag, b.real, b.imag, c], -1).double()
+    unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+    if len(unique) == a.shape[0]:
+        if iterative:
+            return observation_cg(a, b, c, cov_x, cov_i, r)
+        cov_x, cov_i = Covariance.of(cov_x).dense(), Covariance.of(cov_i).dense()
+        return torch.cholesky_solve(r.double()[..., None], observation_cholesky(a, b, c, cov_x, cov_i))[..., 0]
+    out = torch.empty(r.shape, dtype=torch.float64, device=r.device)
+    cov_x, cov_i = Covariance.of(cov_x).dense(), Covariance.of(cov_i).dense()
+    for u in range(len(unique)):
+        rows = (inverse == u).nonzero()[:, 0]
+        first = rows[:1]
+        chol = observation_cholesky(a[first], b[first], c[first], cov_x, cov_i)[0]
+        out[rows] = torch.cholesky_solve(r[rows].double().T, chol).T
+    return out
+
+
+CG_TOLERANCE = 1e-9   # relative residual ||r - S v|| / ||r|| at which observation_cg stops
+CG_MAX_ITERATIONS = 300
+
+
+def observation_cg(a, b, c, cov_x, cov_i, r, tol: float = CG_TOLERANCE,
+                   max_iterations: int = CG_MAX_ITERATIONS) -> torch.Tensor:
+    """S^-1 r (observation_solve) by conjugate gradients preconditioned with S's diagonal,
+    all images at once: each iteration is two products of the batch with the (2k, 2k)
+    covariances (S is never formed). Images not converged to `tol` after `max_iterations`
+    are solved exactly (Cholesky), so the result is always the solve to that tolerance."""
+    a, b, c, r = a.to(torch.complex128), b.to(torch.complex128), c.double(), r.double()
+    cov_x, cov_i = Covariance.of(cov_x), Covariance.of(cov_i)
+    c2 = torch.cat([c, c], -1).square()
+
+    def apply(v):  # S v = A cov_x A^T v + B cov_i B^T v + C^2 v
+        ax = cov_x.right(real_form_left(a.conj(), v[..., None])[..., 0])
+        bi = cov_i.right(real_form_left(b.conj(), v[..., None])[..., 0])
+        return real_form_left(a, ax[..., None])[..., 0] + real_form_left(b, bi[..., None])[..., 0] + c2 * v
+
+    def diagonal(g, cov):  # diag(G cov G^T) for G the real form of g: per symbol j (rows j, j + k)
+        k = g.shape[-1]
+        d, cross = cov.diagonal(), cov.diagonal(k)     # cov[j, j], cov[j + k, j + k]; cov[j, j + k]
+        gr, gi = g.real, g.imag
+        top = gr.square() * d[:k] + gi.square() * d[k:] - 2 * gr * gi * cross
+        bottom = gi.square() * d[:k] + gr.square() * d[k:] + 2 * gr * gi * cross
+        return torch.cat([top, bottom], -1)
+
+    precondition = 1.0 / (diagonal(a, cov_x) + diagonal(b, cov_i) + c2).clamp_min(1e-300)
+    v = torch.zeros_like(r)
+    res = r.clone()
+    z = precondition * res
+    p = z.clone()
+    rz = (res * z).sum(-1)
+    norm = r.norm(dim=-1).clamp_min(1e-300)
+    for _ in range(max_iterations):
+        if (res.norm(dim=-1) <= tol * norm).all():
+            break
+        sp = apply(p)
+        step = rz / (p * sp).sum(-1).clamp_min(1e-300)
+        v = v + step[:, None] * p
+        res = res - step[:, None] * sp
+        z = precondition * res
+        rz_new = (res * z).sum(-1)
+        p = z + (rz_new / rz.clamp_min(1e-300))[:, None] * p
+        rz = rz_new
+    left = (res.norm(dim=-1) > tol * norm).nonzero()[:, 0]
+    if len(left):
+        v[left] = torch.cholesky_solve(r[left][..., None], observation_cholesky(
+            a[left], b[left], c[left], cov_x.dense(), cov_i.dense()))[..., 0]
+    return v
+
+
+def observation_cholesky(a, b, c, cov_x, cov_i) -> torch.Tensor:
+    """The Cholesky factors (N, 2k, 2k) of S per image (observation_solve)."""
     n = a.shape[0]
     s = real_form_left(a, real_form_left(a, cov_x.double().expand(n, -1, -1)).transpose(1, 2)) + \
         real_form_left(b, real_form_left(b, cov_i.double().expand(n, -1, -1)).transpose(1, 2))
@@ -147,11 +251,11 @@ def observation_solve(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cov_x: 
     s = s + 1e-10 * s.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(s.shape[-1], dtype=s.dtype)
     # S is symmetric positive definite: Cholesky (batched LU solves fail on some torch builds
     # when the thread count is set)
-    return torch.cholesky_solve(r.double()[..., None], torch.linalg.cholesky(s))[..., 0]
+    return torch.linalg.cholesky(s)
 
 
 def posterior_means(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                    x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32):
+                    x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 256):
     """(E[x | xhat], E[i | xhat]) for xhat = A x + B i + C e (real (N, 2k); a, b complex (N, k);
     c real (N, k), the Lemma-1 coefficients) under x ~ x_prior, i ~ i_prior, e ~ N(0, I).
     Float64 inside; `chunk` images at a time (each needs a 2k x 2k solve)."""
@@ -163,14 +267,14 @@ def posterior_means(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: tor
         n = an.shape[0]
         mean = real_form_left(an, mx.expand(n, -1)[..., None])[..., 0] + \
             real_form_left(bn, mi.expand(n, -1)[..., None])[..., 0]
-        v = observation_solve(an, bn, cn, sx, si, xhat[sl].double() - mean)   # S^-1 (xhat - A mx - B mi)
+        v = observation_solve(an, bn, cn, sx, si, xhat[sl].double() - mean, iterative=True)  # S^-1 (xhat - A mx - B mi)
         out_x.append(mx + real_form_left(an.conj(), v[..., None])[..., 0] @ sx)  # Sx A^T v (Sx symmetric)
         out_i.append(mi + real_form_left(bn.conj(), v[..., None])[..., 0] @ si)
     return torch.cat(out_x).to(xhat.dtype), torch.cat(out_i).to(xhat.dtype)
 
 
 def posterior_mean(xhat: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                   x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 32) -> torch.Tensor:
+                   x_prior: FittedGaussian, i_prior: FittedGaussian, chunk: int = 256) -> torch.Tensor:
     """E[x | xhat] (posterior_means)."""
     return posterior_means(xhat, a, b, c, x_prior, i_prior, chunk)[0]
 

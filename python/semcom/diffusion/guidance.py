@@ -117,14 +117,15 @@ def projection_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
 
 
 def posterior_covariance(eigh, abar_t: float):
-    """(P, J) for a Gaussian prior of covariance V diag(values) V^T (`eigh` = (values, V)) on
+    """(P, j) for a Gaussian prior of covariance V diag(values) V^T (`eigh` = (values, V)) on
     diffusion latents at step t: P = Cov(x_0 | x_t) = cov - abar cov K^-1 cov with
-    K = abar cov + (1 - abar) I, and the Tweedie Jacobian J = dE[x_0 | x_t]/dx_t =
-    sqrt(abar)/(1 - abar) P (both symmetric)."""
+    K = abar cov + (1 - abar) I, kept factored (gaussian.Covariance: V diag(values (1 - abar) /
+    (abar values + 1 - abar)) V^T), and the Tweedie Jacobian dE[x_0 | x_t]/dx_t = j P with
+    j = sqrt(abar)/(1 - abar) (both symmetric)."""
+    from .gaussian import Covariance
     values, vectors = eigh
     shrink = (1.0 - abar_t) / (abar_t * values + 1.0 - abar_t)
-    p = (vectors * (values * shrink)) @ vectors.T
-    return p, (abar_t ** 0.5 / (1.0 - abar_t)) * p
+    return Covariance(values=values * shrink, vectors=vectors), abar_t ** 0.5 / (1.0 - abar_t)
 
 
 def covariance_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
@@ -132,14 +133,15 @@ def covariance_guidance(obs: LinearObservation, xhat, x0, i0, abar_t: float):
     with each chain's posterior covariance P = Cov(x_0 | x_t) and Tweedie Jacobian J from its
     prior covariance (obs.cov_x, obs.cov_i; posterior_covariance): exact for Gaussian priors, a
     moment-matched surrogate for others. Unlike the isotropic (1 - abar) I of "gaussian", it
-    follows the priors' structure; each image needs one 2k x 2k solve per step."""
+    follows the priors' structure; S^-1 r per image by conjugate gradients on the factored P
+    (a Cholesky only for images sharing coefficients, or where CG does not converge)."""
     from .gaussian import observation_solve
     px, jx = posterior_covariance(obs.prior_eigh("x"), abar_t)
     pi, ji = posterior_covariance(obs.prior_eigh("i"), abar_t)
     v = observation_solve(obs.scale_x * obs.a, obs.scale_i * obs.b, obs.c, px, pi,
-                          xhat - obs.mean(x0, i0)).to(xhat.dtype)
-    gx = obs.adjoint_a(v).double() @ jx   # J^T A'^T v (J symmetric)
-    gi = obs.adjoint_b(v).double() @ ji
+                          xhat - obs.mean(x0, i0), iterative=True).to(xhat.dtype)
+    gx = jx * px.right(obs.adjoint_a(v).double())   # J^T A'^T v (J symmetric)
+    gi = ji * pi.right(obs.adjoint_b(v).double())
     return gx.to(xhat.dtype), gi.to(xhat.dtype)
 
 
