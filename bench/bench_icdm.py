@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -188,6 +189,84 @@ def bench(args, backend, images):
     return rows, sweep
 
 
+# ---------------------------------------------------------------- the paper's sampling question
+def sampling(args, backend, images):
+    """From ICDM's noise start: latent MSE against NFE (1 step = the one-step Tweedie estimate
+    E[x_0 | x_T, xhat] under the guided score), a single sample against the mean of several
+    (different seeds), for ICDM's own configuration and the exact surrogate at zeta 1; then the
+    posterior-mean start; each beside lmmse-full on the same images."""
+    rows = []
+    configs = {"icdm (paper: isotropic surrogate, tuned zeta)": {"start": "noise"},
+               "icdm, exact surrogate, zeta 1": dict(BAYES, start="noise"),
+               "icdm-pm (posterior-mean start)": BAYES}
+    for point in args.sampling:
+        c, s = point
+        user, x, xhat, ctx = prepare(backend, images, c, args.snr, s, args.k, args.seed)
+        n = min(len(images), args.sampling_images)
+        ctx, x = ctx.take(slice(0, n)), x[:n]
+        full = score(backend, user, run_receiver(backend, "lmmse-full", ctx, {})[0], x, images[:n], args.snr, False)
+        bar = tqdm(total=len(configs) * len(args.sampling_steps) + 2 * args.sampling_draws, unit="run",
+                   file=sys.stderr, disable=args.no_progress, desc=f"sampling {c} SINR {s:g}")
+
+        def row(config, steps, draws, lat, nfe, sec):
+            r = score(backend, user, lat, x, images[:n], args.snr, False)
+            rows.append(dict(channel=c, sinr_db=s, images=n, config=config, steps=steps, draws=draws, nfe=nfe * draws,
+                             s_per_image=sec * draws, latent_mse_db=r["latent_mse_db"],
+                             gain_lmmse_full_db=full["latent_mse_db"] - r["latent_mse_db"]))
+            print(json.dumps(rows[-1]), flush=True)
+
+        for config, options in configs.items():
+            for steps in args.sampling_steps:
+                row(config, steps, 1, *run_receiver(backend, "icdm", ctx, dict(options, steps=steps)))
+                bar.update(1)
+            if options["start"] != "noise":
+                continue  # deterministic: every draw is the same
+            draws, cost = [], []
+            for m in range(args.sampling_draws):
+                lat, nfe, sec = run_receiver(backend, "icdm", dataclasses.replace(ctx, seed=ctx.seed + 7919 * (m + 1)),
+                                             dict(options, steps=args.sampling_mean_steps))
+                draws.append(lat)
+                cost.append((nfe, sec))
+                bar.update(1)
+                if m + 1 in (2, args.sampling_draws):
+                    row(config, args.sampling_mean_steps, m + 1, torch.stack(draws).mean(0), *np.mean(cost, 0))
+        bar.close()
+    return rows
+
+
+def sampling_markdown(rows, plot=None):
+    lines = []
+    for point in dict.fromkeys((r["channel"], r["sinr_db"]) for r in rows):
+        sel = [r for r in rows if (r["channel"], r["sinr_db"]) == point]
+        lines += [f"## Sampling against the posterior mean ({point[0]}, SINR {point[1]:g} dB, "
+                  f"{sel[0]['images']} images)", "",
+                  "From N(0, I) at T-1 (the paper's start) unless the configuration says otherwise; 1 step is "
+                  "the one-step Tweedie estimate under the guided score. `draws` > 1: the mean of that many "
+                  "samples (different seeds), NFE and s/img summed over them. Gain: against lmmse-full on the "
+                  "same images (positive: better).", "",
+                  "| configuration | steps | draws | NFE | latent MSE (dB) | gain over lmmse-full (dB) | s/img |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sel:
+            lines.append(f"| {r['config']} | {r['steps']} | {r['draws']} | {r['nfe']:g} | {r['latent_mse_db']:.2f} | "
+                         f"{r['gain_lmmse_full_db']:+.2f} | {r['s_per_image']:.4f} |")
+        lines.append("")
+    if plot:
+        lines += [f"![latent MSE against NFE]({plot})", ""]
+    return lines
+
+
+def sampling_plot(rows, path):
+    from gnuradio.semcom.core.plots import save_metric_panels
+    panels = {}
+    for r in rows:
+        if r["draws"] == 1 and r["nfe"] > 0:
+            curve = panels.setdefault(f"{r['channel']}, SINR {r['sinr_db']:g} dB", {}).setdefault(r["config"], ([], []))
+            curve[0].append(r["nfe"])
+            curve[1].append(r["gain_lmmse_full_db"])
+    save_metric_panels(panels, path, "gain over lmmse-full (dB)", "ICDM: single samples against NFE",
+                       xlabel="NFE (network evaluations per image)", logx=True)
+
+
 def markdown(rows, sweep, commands, tune=None):
     """The results page: per channel a table and the gains over mmse, the NFE sweep, the tuning."""
     channels = list(dict.fromkeys(r["channel"] for r in rows))
@@ -286,6 +365,13 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--slow-images", type=int, default=128, help="images for icdm-pigdm and icdm-dps")
+    ap.add_argument("--sampling", default="", help="semicolon list of CHANNEL,SINR points for the sampling study "
+                    "(e.g. 'awgn,0;rayleigh@64,0'); runs it instead of the table")
+    ap.add_argument("--sampling-images", type=int, default=128)
+    ap.add_argument("--sampling-steps", default="1,2,5,20,50")
+    ap.add_argument("--sampling-draws", type=int, default=4, help="samples averaged (mean of 2 and of this many)")
+    ap.add_argument("--sampling-mean-steps", type=int, default=20)
+    ap.add_argument("--plot", default="", help="the sampling study's plot (PNG) here")
     ap.add_argument("--render", default="", help="comma list of --json results (and --tune JSONs): "
                     "write --markdown from them and stop")
     ap.add_argument("--markdown", default="")
@@ -299,6 +385,10 @@ def main():
             channel_spec(c)
         args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
         args.nfe_sweep = parse_list(args.nfe_sweep, int)
+        args.sampling_steps = parse_list(args.sampling_steps, int)
+        args.sampling = [(c.strip(), float(v)) for c, v in (p.split(",") for p in args.sampling.split(";") if p.strip())]
+        for c, _ in args.sampling:
+            channel_spec(c)
         c, s = args.nfe_point.split(",")
         args.nfe_point = (c.strip(), float(s))
         for r in args.receivers:
@@ -317,14 +407,27 @@ def main():
         order = {n: i for i, n in enumerate(RECEIVER_ORDER)}
         rows.sort(key=lambda r: (r["channel"], r["sinr_db"], order.get(r["receiver"], 99)))
         sweep.sort(key=lambda r: (r["channel"], r["sinr_db"], r["steps"]))
+        study = [r for d in docs for r in d.get("sampling", [])]
+        plot = ""
+        if study and args.plot:
+            sampling_plot(study, args.plot)
+            plot = os.path.relpath(args.plot, Path(args.markdown).parent if args.markdown else ".")
         Path(args.markdown or "/dev/stdout").write_text(
-            markdown(rows, sweep, [d["command"] for d in docs], [d for d in docs if "grid" in d]) + "\n")
+            markdown(rows, sweep, [d["command"] for d in docs], [d for d in docs if "grid" in d]) + "\n"
+            + ("\n".join(sampling_markdown(study, plot)) + "\n" if study else ""))
         return 0
     backend = get_backend("", "cpu")
     spec = f"{TRAIN_SPEC}[:{args.images}]" if args.tune else f"cifar10_test[:{args.images}]"
     images = load_dataset(spec).images
     if args.tune:
         doc = tune(args, backend, images)
+    elif args.sampling:
+        rows = sampling(args, backend, images)
+        doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "sampling": rows}
+        if args.plot:
+            sampling_plot(rows, args.plot)
+        if args.markdown:
+            Path(args.markdown).write_text("\n".join(sampling_markdown(rows, args.plot)) + "\n")
     else:
         rows, sweep = bench(args, backend, images)
         doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "rows": rows, "nfe_sweep": sweep}

@@ -49,9 +49,10 @@ def save_metric_plot(curves: Dict[str, Tuple[List[float], List[float]]], path, y
 
 
 def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float]]]], path, ylabel: str,
-                       title: str):
-    """One panel per {panel title: {line label: (snr_db list, values)}}, side by side with a
-    shared y axis; each line in SNR order, None values left out."""
+                       title: str, xlabel: str = "SNR (dB)", logx: bool = False):
+    """One panel per {panel title: {line label: (x list, values)}} (x: SNR in dB unless
+    `xlabel` says otherwise), side by side with a shared y axis; each line in x order, None
+    values left out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -62,7 +63,9 @@ def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float
             pts = sorted((a, b) for a, b in zip(x, y) if b is not None)  # SNRs may come in any order
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=label)
-        ax.set_xlabel("SNR (dB)")
+        ax.set_xlabel(xlabel)
+        if logx:
+            ax.set_xscale("log")
         ax.set_title(panel, fontsize=9)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
