@@ -8,57 +8,116 @@ learns i = g u with the interferer's unknown channel gain folded in: g = 1 for A
 g ~ CN(0, 1) per symbol (drawn afresh each epoch) for Rayleigh. The user prior learns the
 latents as sent (the receiver knows and equalizes h).
 
-  .venv/bin/python apps/train_prior.py --role user --channel awgn --k 512 --epochs 60 --seed 0 \\
-      --out python/semcom/checkpoints/prior_user_awgn_k512
+--base gaussian (the default): eps(x_t, t) = eps_G(x_t, t) + r(x_t, t), eps_G the exact eps
+of the full-covariance Gaussian fitted to the same training latents (the shipped
+gauss_<role>_<channel>_k<k>, apps/fit_gaussian.py) and r the DiT with its output layer at
+zero, so training starts AT the fitted Gaussian. --base none: the plain DiT (how the priors
+before were trained). --init-from PRIOR starts the DiT from an existing prior's weights (its
+output layer zeroed again, so the start is still the Gaussian).
 
-writes OUT.safetensors + OUT.json (kind "dit-prior": config, the noise schedule as data, and
-provenance: command, data, epochs, steps, wall time, losses).
+  .venv/bin/python apps/train_prior.py --role user --channel awgn --k 512 --epochs 6 --seed 0 \\
+      --threads 1 --out python/semcom/checkpoints/prior_user_awgn_k512
+
+writes OUT.safetensors + OUT.json (kind "dit-prior": config with the Gaussian base named and
+its SHA-256, the noise schedule as data, and provenance: command, data, epochs, steps, wall
+time, losses, and the held-out eps-loss of the prior beside its Gaussian on the same draws on
+latents of cifar10_test[5000:10000] - diffusion/prior_eval.py, rerun by apps/eval_prior.py).
+
+Resumable: after each epoch OUT.resume.safetensors (model and optimizer tensors) and
+OUT.resume.json (epoch, step, RNG states, scheduler, history, arguments) are written
+atomically; --resume continues from the last finished epoch with the same result as an
+uninterrupted run; --stop-after N ends this session after N epochs (resume files kept). The
+resume files are deleted when the prior is saved.
 """
 
+import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnuradio.semcom.core.data import load_images
-from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
-from gnuradio.semcom.core.mapping import LATENT_SCALE
-from gnuradio.semcom.core.models import jscc_model_for
-from gnuradio.semcom.diffusion.dit import (LINEAR_SCHEDULE, DiTConfig, LatentDiT, eps_loss, save_prior,
-                                           schedule_from_data)
-from gnuradio.semcom.inference.local import LocalBackend
+from gnuradio.semcom.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, sha256_file
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
+from gnuradio.semcom.core.files import atomic_path, write_text_atomic
+from gnuradio.semcom.core.mapping import LATENT_SCALE
+from gnuradio.semcom.core.models import gaussian_name, jscc_model_for
+from gnuradio.semcom.diffusion.dit import (LINEAR_SCHEDULE, PRIOR_KIND, DiTConfig, LatentDiT, base_path,
+                                           eps_loss, gaussian_base, save_prior, schedule_from_data)
+from gnuradio.semcom.diffusion.gaussian import KIND as GAUSSIAN_KIND
+from gnuradio.semcom.diffusion.prior_eval import (EVAL_IMAGES, MONITOR_IMAGES, TRAIN_IMAGES, encode_symbols,
+                                                  eval_latents, evaluate_prior, gaussian_eps_fn, unit_latents)
+from gnuradio.semcom.inference.local import LocalBackend
 
-TRAIN = {"user": "cifar10_train_batch1+cifar10_train_batch2", "interferer": "cifar10_train_batch3"}
-HELD_OUT = "cifar10_test[:500]"
-
-
-def latents(backend, model, spec, snr_db, max_images):
-    images = load_images(spec).images
-    if max_images:
-        images = images[:max_images]
-    out = [backend.encode(model, images[i:i + 500], snr_db) for i in range(0, len(images), 500)]
-    z, _ = to_symbols(torch.from_numpy(np.concatenate(out)))
-    return z, len(images)
-
-
-def unit_latents(z, role, channel, generator):
-    """Real unit-variance form of the latents a prior learns: the user's z as sent (the
-    receiver knows h), the interferer's g u with its unknown gain folded in (g = 1 for AWGN,
-    CN(0, 1) per symbol for Rayleigh)."""
-    if role == "interferer" and channel == "rayleigh":
-        z = z * torch.randn(z.shape, dtype=z.dtype, generator=generator)
-    return complex_to_real(z) / LATENT_SCALE  # the scale the receivers undo
+TRAIN = TRAIN_IMAGES
+HELD_OUT = MONITOR_IMAGES
+# Arguments that may differ between a run and its resumption (they do not change the result).
+SESSION_ARGS = ("resume", "stop_after", "threads", "no_progress")
 
 
-def main(argv=None):
-    ap = ArgumentParser(description=__doc__)
+def resume_paths(out):
+    out = Path(out)
+    return out.parent / (out.name + ".resume.safetensors"), out.parent / (out.name + ".resume.json")
+
+
+def save_resume(out, model, opt, sched, gen, state: dict):
+    """The resume pair after a finished epoch: tensors (model, optimizer) then the JSON that
+    names their SHA-256 (written last: it is the commit mark)."""
+    from safetensors.torch import save_file
+    weights, sidecar = resume_paths(out)
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    for index, entry in opt_state["state"].items():
+        for name, value in entry.items():
+            tensors[f"opt.{index}.{name}"] = value.detach().clone().contiguous()
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp))
+        sha = sha256_file(tmp)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt_state["param_groups"]]
+    doc = dict(state, tensors_sha256=sha, param_groups=groups, scheduler=sched.state_dict(),
+               generator=gen.get_state().tolist(), torch_rng=torch.get_rng_state().tolist())
+    write_text_atomic(sidecar, json.dumps(doc) + "\n")
+
+
+def load_resume(out, model, opt, sched, gen) -> dict:
+    """Restore a run from its resume pair; the state dict saved with it."""
+    from safetensors.torch import load_file
+    weights, sidecar = resume_paths(out)
+    if not sidecar.is_file() or not weights.is_file():
+        raise CheckpointError(f"{sidecar}: no resume files of {out} (nothing to resume)")
+    doc = json.loads(sidecar.read_text())
+    if sha256_file(weights) != doc["tensors_sha256"]:
+        raise CheckpointError(f"{weights}: SHA-256 differs from the one in {sidecar.name} (an interrupted write)")
+    tensors = load_file(str(weights))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in doc["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    sched.load_state_dict(doc["scheduler"])
+    gen.set_state(torch.tensor(doc["generator"], dtype=torch.uint8))
+    torch.set_rng_state(torch.tensor(doc["torch_rng"], dtype=torch.uint8))
+    return doc
+
+
+def parse_args(argv=None):
+    ap = ArgumentParser(description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     ap.add_argument("--role", choices=("user", "interferer"), required=True)
     ap.add_argument("--channel", choices=("awgn", "rayleigh"), default="awgn")
     ap.add_argument("--k", type=int, default=512)
+    ap.add_argument("--base", choices=("gaussian", "none"), default="gaussian",
+                    help="gaussian (default): eps = the fitted Gaussian's exact eps (gauss_<role>_<channel>_k<k>) "
+                         "+ a DiT residual started at zero; none: the plain DiT (the priors before)")
+    ap.add_argument("--gaussian", default="", help="the Gaussian base's checkpoint (default: the shipped "
+                    "gauss_<role>_<channel>_k<k>)")
+    ap.add_argument("--init-from", default="", metavar="CHECKPOINT",
+                    help="start the DiT from this prior's weights (its output layer zeroed again)")
     ap.add_argument("--encoder-snr", type=float, default=20.0, help="SNR (dB) the encoder is told")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -66,34 +125,90 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--max-images", type=int, default=0, help="use only the first N training images")
+    ap.add_argument("--monitor-images", default=MONITOR_IMAGES,
+                    help=f"held-out images of the per-epoch monitor (default {MONITOR_IMAGES})")
+    ap.add_argument("--eval-images", default=EVAL_IMAGES,
+                    help=f"held-out images of the final evaluation against the Gaussian (default {EVAL_IMAGES})")
+    ap.add_argument("--eval-draws", type=int, default=4, help="draws (t, eps) per held-out latent (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT.resume.* (the last finished epoch)")
+    ap.add_argument("--stop-after", type=int, default=0, metavar="N",
+                    help="end this session after N more epochs, keeping the resume files (0: train to the end)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if min(args.epochs, args.batch_size, args.k, args.width, args.depth) < 1 or args.lr <= 0:
-        ap.error("--epochs, --batch-size, --k, --width, --depth must be >= 1 and --lr > 0")
+    if min(args.epochs, args.batch_size, args.k, args.width, args.depth, args.eval_draws) < 1 or args.lr <= 0:
+        ap.error("--epochs, --batch-size, --k, --width, --depth, --eval-draws must be >= 1 and --lr > 0")
+    if args.stop_after < 0:
+        ap.error("--stop-after must be >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = "python apps/train_prior.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
+    run_args = {k: v for k, v in vars(args).items() if k not in SESSION_ARGS}
+    resume_weights, resume_sidecar = resume_paths(args.out)
+    if not args.resume and (resume_weights.exists() or resume_sidecar.exists()):
+        raise CheckpointError(f"{resume_sidecar}: an unfinished run of {args.out} exists; continue it with --resume "
+                              "or delete its resume files")
+    if args.resume:
+        if not resume_sidecar.is_file():
+            raise CheckpointError(f"{resume_sidecar}: no resume files of {args.out} (nothing to resume)")
+        before = json.loads(resume_sidecar.read_text())["args"]
+        if before != run_args:
+            diff = sorted(k for k in set(before) | set(run_args) if before.get(k) != run_args.get(k))
+            raise CheckpointError(f"{resume_sidecar}: the run to resume had other arguments ({', '.join(diff)})")
+
+    schedule = schedule_from_data(LINEAR_SCHEDULE)  # recorded as data in the checkpoint
+    base, fit = None, None
+    if args.base == "gaussian":
+        gname = args.gaussian or gaussian_name(args.role, args.channel, args.k)
+        gpath = checkpoint_paths(gname)[0].with_suffix("") if args.gaussian else base_path(gname, args.out)
+        fit, _, _ = load_checkpoint(gpath, GAUSSIAN_KIND)
+        base = gaussian_base(Path(gpath).name, gpath, LATENT_SCALE)
 
     encoder = jscc_model_for(args.role, args.channel, args.k)  # the interferer's is AWGN-trained
     backend = LocalBackend("cpu")
     t0 = time.time()
-    z_train, n_train = latents(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)
-    z_test, n_test = latents(backend, encoder, HELD_OUT, args.encoder_snr, 0)
+    z_train, n_train = encode_symbols(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)
+    z_test, n_test = encode_symbols(backend, encoder, args.monitor_images, args.encoder_snr)
     test_x = unit_latents(z_test, args.role, args.channel, torch.Generator().manual_seed(12345))
     grid = 8  # 32x32 images: the encoder's 8x8 latent map
-    cfg = DiTConfig(latent_dim=2 * args.k, grid=grid, width=args.width, depth=args.depth, heads=4)
+    cfg = DiTConfig(latent_dim=2 * args.k, grid=grid, width=args.width, depth=args.depth, heads=4, base=base)
     model = LatentDiT(cfg)
-    schedule = schedule_from_data(LINEAR_SCHEDULE)  # recorded as data in the checkpoint
+    if args.init_from:
+        init, _, _ = load_checkpoint(args.init_from, PRIOR_KIND)
+        state = {k: v for k, v in init.state_dict().items()}
+        for layer in ("out", "out_ada"):  # the output layer starts at zero again
+            state[f"{layer}.weight"] = torch.zeros_like(state[f"{layer}.weight"])
+            state[f"{layer}.bias"] = torch.zeros_like(state[f"{layer}.bias"])
+        model.load_state_dict(state)
+    if fit is not None:
+        model.attach_base(fit, schedule)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     steps_per_epoch = max(1, n_train // args.batch_size)
     total = args.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total, pct_start=0.05)
     history = {"epoch": [], "train_loss": [], "held_out_loss": []}
-    bar = tqdm(total=total, disable=args.no_progress, unit="step")
-    for epoch in range(1, args.epochs + 1):
+    first, step, elapsed, sessions = 1, 0, 0.0, []
+    if args.resume:
+        doc = load_resume(args.out, model, opt, sched, gen)
+        first, step, elapsed, history, sessions = (doc["epoch"] + 1, doc["step"], doc["elapsed_s"],
+                                                   doc["history"], doc["sessions"])
+        print(f"resuming {args.out} after epoch {doc['epoch']} (step {step})", file=sys.stderr, flush=True)
+    # The Gaussian's loss on the monitor's very draws: the bar the prior must get under.
+    monitor_gaussian = None
+    if fit is not None:
+        monitor_gaussian = eps_loss(model.base_eps, schedule, test_x, torch.Generator().manual_seed(7)).item()
+    t_session = time.time()
+    bar = tqdm(total=total, initial=step, disable=args.no_progress, unit="step")
+    last = args.epochs if not args.stop_after else min(args.epochs, first - 1 + args.stop_after)
+    for epoch in range(first, last + 1):
         model.train()
         x = unit_latents(z_train, args.role, args.channel, gen)
         perm = torch.randperm(n_train, generator=gen)
@@ -105,6 +220,7 @@ def main(argv=None):
             opt.step()
             sched.step()
             losses.append(loss.item())
+            step += 1
             bar.update(1)
         model.eval()
         with torch.no_grad():
@@ -112,20 +228,52 @@ def main(argv=None):
         history["epoch"].append(epoch)
         history["train_loss"].append(float(np.mean(losses)))
         history["held_out_loss"].append(held)
-        print(f"epoch {epoch}/{args.epochs}  train loss {np.mean(losses):.4f}  held-out loss {held:.4f}  "
-              f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        wall = elapsed + time.time() - t_session
+        versus = f" (Gaussian {monitor_gaussian:.4f})" if monitor_gaussian is not None else ""
+        print(f"epoch {epoch}/{args.epochs}  train loss {np.mean(losses):.4f}  held-out loss {held:.4f}{versus}  "
+              f"{wall:.0f} s", file=sys.stderr, flush=True)
+        if epoch < args.epochs:
+            save_resume(args.out, model, opt, sched, gen,
+                        {"epoch": epoch, "step": step, "elapsed_s": wall, "history": history,
+                         "sessions": sessions + [{"command": command, "epochs": [first, epoch]}], "args": run_args})
     bar.close()
-    meta = {"training_command": "python apps/train_prior.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    if last < args.epochs:
+        print(f"stopped after epoch {last} of {args.epochs}; continue with --resume", file=sys.stderr)
+        return 0
+    sessions = sessions + [{"command": command, "epochs": [first, last]}]
+    train_wall = elapsed + time.time() - t_session
+
+    meta = {"training_command": command,
             "role": args.role, "channel": args.channel, "k": args.k, "encoder": encoder,
             "encoder_snr_db": args.encoder_snr, "latent_scale": "x_u = sqrt(2) [Re z; Im z], mean|z|^2 = 1",
             "gain_folded": ("g ~ CN(0, 1) per symbol, redrawn each epoch" if args.role == "interferer"
                             and args.channel == "rayleigh" else "none (g = 1)"),
-            "train_data": {"spec": TRAIN[args.role], "images": n_train}, "held_out": {"spec": HELD_OUT, "images": n_test},
+            "parameterisation": ("eps = fitted Gaussian's exact eps + DiT residual (output layer zero-initialised)"
+                                 if base else "eps = DiT"),
+            "init_from": args.init_from or None,
+            "train_data": {"spec": TRAIN[args.role], "images": n_train},
+            "held_out": {"spec": args.monitor_images, "images": n_test, "use": "per-epoch monitor"},
             "epochs": args.epochs, "steps": total,
             "batch_size": args.batch_size, "lr": args.lr, "optimizer": "AdamW, one-cycle", "seed": args.seed,
-            "wall_time_s": round(time.time() - t0, 1), "history": history,
-            "final_held_out_loss": history["held_out_loss"][-1]}
+            "threads": args.threads, "sessions": sessions,
+            "wall_time_s": round(train_wall, 1), "history": history,
+            "final_held_out_loss": history["held_out_loss"][-1],
+            "monitor_gaussian_loss": monitor_gaussian}
+    if fit is not None:
+        t1 = time.time()
+        x_eval = eval_latents(backend, encoder, args.eval_images, args.encoder_snr, args.role, args.channel, args.seed)
+        result = evaluate_prior(model, gaussian_eps_fn(fit, schedule), x_eval, schedule,
+                                draws=args.eval_draws, seed=args.seed)
+        meta["held_out_eval"] = dict(result, spec=args.eval_images, gaussian=base["name"],
+                                     command=f"python apps/eval_prior.py --prior {args.out} --images "
+                                             f"{shlex.quote(args.eval_images)} --draws {args.eval_draws} --seed {args.seed}",
+                                     wall_time_s=round(time.time() - t1, 1))
+        print(f"held-out ({args.eval_images}, {args.eval_draws} draws): prior {result['loss_prior']:.5f}, "
+              f"Gaussian {result['loss_gaussian']:.5f}, difference {result['difference']:+.5f} "
+              f"+- {result['difference_se']:.5f}", file=sys.stderr)
     weights, sidecar = save_prior(args.out, model, meta, schedule=LINEAR_SCHEDULE)
+    for path in resume_paths(args.out):
+        path.unlink(missing_ok=True)
     print(f"saved {weights} and {sidecar}", file=sys.stderr)
     return 0
 

@@ -250,7 +250,7 @@ def test_train_prior_command_end_to_end(tmp_path):
     from gnuradio.semcom.diffusion.dit import load_prior
     out = tmp_path / "prior"
     res = subprocess.run([sys.executable, str(REPO / "apps" / "train_prior.py"), "--role", "interferer",
-                          "--channel", "rayleigh", "--k", "256", "--epochs", "2", "--max-images", "256",
+                          "--channel", "rayleigh", "--k", "256", "--base", "none", "--epochs", "2", "--max-images", "256",
                           "--width", "32", "--depth", "1", "--no-progress", "--out", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -26,7 +26,8 @@ leaves the previous files or none, never a partial one.
 is wrong for: a missing weights file, a missing or unreadable JSON sidecar, a sidecar in an old
 format (with the command that converts it), a wrong format or kind, an invalid config or
 schedule, a truncated or corrupt safetensors file, weights that do not match the config
-(missing, unexpected or mis-shaped tensors) and weights whose SHA-256 is not the recorded one.
+(missing, unexpected or mis-shaped tensors), weights whose SHA-256 is not the recorded one,
+and (for a prior with a Gaussian base) a base that is missing or not the one it was trained on.
 """
 
 import dataclasses
@@ -68,6 +69,9 @@ class ModelKind:
     config_to_dict: Callable[[Any], dict]      # config object -> JSON-able dict
     describe: Callable[[Any], dict]            # config -> informative duplicates (k, cbr, ...)
     check_schedule: Optional[Callable[[Any], Any]]  # None: the kind has no schedule (null)
+    # After the weights are in: link(model, config, sidecar dict, weights path) attaches what the
+    # config names outside the file (a prior's Gaussian base), raising CheckpointError
+    link: Optional[Callable[[Any, Any, Dict, Path], None]] = None
 
 
 _KINDS: Dict[str, ModelKind] = {}
@@ -90,14 +94,17 @@ def _default_config_to_dict(cfg) -> dict:
 def register_kind(kind: str, build: Callable[[Any], Any], parse_config: Callable[[dict], Any], *,
                   config_to_dict: Optional[Callable[[Any], dict]] = None,
                   describe: Optional[Callable[[Any], dict]] = None,
-                  check_schedule: Optional[Callable[[Any], Any]] = None) -> ModelKind:
+                  check_schedule: Optional[Callable[[Any], Any]] = None,
+                  link: Optional[Callable[[Any, Any, Dict, Path], None]] = None) -> ModelKind:
     """Make checkpoints of `kind` loadable: `parse_config(dict)` -> config (raising ValueError or
     TypeError on a bad one), `build(config)` -> nn.Module; `config_to_dict` inverts parse_config
     (default: config.to_dict() or dataclasses.asdict), `describe(config)` gives the informative
     sidecar fields, `check_schedule(data)` validates a schedule (raising ValueError); without it
-    the kind has no schedule and its sidecars say null. Registering a kind again replaces it."""
+    the kind has no schedule and its sidecars say null; `link(model, config, doc, weights)`, run
+    after the weights load, attaches what the config names outside the file (raising
+    CheckpointError). Registering a kind again replaces it."""
     entry = ModelKind(kind, build, parse_config, config_to_dict or _default_config_to_dict,
-                      describe or (lambda cfg: {}), check_schedule)
+                      describe or (lambda cfg: {}), check_schedule, link)
     _KINDS[kind] = entry
     return entry
 
@@ -323,5 +330,7 @@ def load_checkpoint(path: Union[str, Path], kind: Optional[str] = None, *,
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
         raise CheckpointError(f"{weights}: weights do not load into the model "
                               f"({str(exc).splitlines()[0]})") from None
+    if entry.link is not None:
+        entry.link(model, cfg, doc, weights)
     model.eval()
     return model, cfg, doc

@@ -4,19 +4,36 @@ The latent x (N, 2k) = [Re z; Im z] of the power-normalised symbols is the encod
 map flattened channel-major, (C, H, W) with C = 2k / (H W); each spatial position is one
 token of C values. Timestep conditioning by adaLN-Zero (Peebles & Xie, 2023), a learned
 positional embedding, eps prediction. Small enough to train on two CPU cores.
+
+A prior may have a Gaussian base (`DiTConfig.base`, apps/train_prior.py --base gaussian):
+    eps(x_t, t) = eps_G(x_t, t) + r_theta(x_t, t),
+eps_G the exact noise prediction of the full-covariance Gaussian fitted to the same training
+latents (diffusion/gaussian.py, a "gaussian-fit" checkpoint) and r_theta the DiT, whose output
+layer starts at zero: at initialisation the prior IS the fitted Gaussian, and training can only
+add what the Gaussian misses. The base is not copied into the prior's weights: the config names
+it (`{"kind": "gaussian-fit", "name": ..., "weights_sha256": ..., "scale": ...}`) and the loader
+loads that fit (beside the prior, else the shipped one) and refuses it when its SHA-256 is not
+the one the prior was trained on. Priors without a base are the plain DiT, as before.
 """
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
 # core never imports diffusion; this module registers its checkpoint kind with core's loader,
 # which imports it on demand when it meets a "dit-prior" sidecar.
-from ..core.checkpoint import load_checkpoint, register_kind, save_checkpoint
+from ..core.checkpoint import CHECKPOINT_DIR, CheckpointError, load_checkpoint, register_kind, save_checkpoint
+from .gaussian import KIND as GAUSSIAN_KIND
+from .gaussian import gaussian_eps
 from .schedule import VPSchedule
+
+BASE_FIELDS = ("kind", "name", "weights_sha256", "scale")
 
 
 @dataclass
@@ -27,8 +44,13 @@ class DiTConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 2.0
+    # The Gaussian base (None: a plain DiT): {"kind": "gaussian-fit", "name": checkpoint stem,
+    # "weights_sha256": of its weights, "scale": physical latent = scale * diffusion latent}
+    base: Optional[dict] = None
 
     def __post_init__(self):
+        if self.base is not None:
+            check_base(self.base)
         if self.grid < 1 or self.latent_dim % (self.grid * self.grid):
             raise ValueError(f"latent_dim {self.latent_dim} is not a multiple of grid^2 = {self.grid ** 2}")
         if self.width % self.heads:
@@ -102,12 +124,55 @@ class LatentDiT(nn.Module):
         if x_t.ndim != 2 or x_t.shape[1] != self.cfg.latent_dim:
             raise ValueError(f"expected latents (N, {self.cfg.latent_dim}), got {tuple(x_t.shape)}")
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        residual = self.residual(x_t, t)
+        if self.cfg.base is None:
+            return residual
+        return self.base_eps(x_t, t) + residual
+
+    def residual(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output r_theta(x_t, t) (the whole eps of a prior without a base)."""
         c = self.t_mlp(timestep_embedding(t, self.cfg.width).to(x_t.dtype))
         h = self.embed(self.to_tokens(x_t)) + self.pos
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.out_ada(c)[:, None].chunk(2, dim=-1)
         return self.from_tokens(self.out(self.norm(h) * (1 + scale) + shift))
+
+    # ---- the Gaussian base
+    @property
+    def base_attached(self) -> bool:
+        return hasattr(self, "base_vectors")
+
+    def attach_base(self, fit, schedule: VPSchedule):
+        """Attach the fitted Gaussian `fit` (diffusion.gaussian.FittedGaussian, physical domain)
+        and the noise schedule the prior runs on; its eigendecomposition is kept (float64,
+        non-persistent buffers: not part of the prior's weights, moved by .to(device)). The
+        loader does this from the config; training does it by hand."""
+        if self.cfg.base is None:
+            raise ValueError("this prior has no Gaussian base (DiTConfig.base is None)")
+        if fit.cfg.dim != self.cfg.latent_dim:
+            raise ValueError(f"Gaussian base of dimension {fit.cfg.dim} for a prior of dimension {self.cfg.latent_dim}")
+        values, vectors = fit.eigh()
+        device = self.pos.device
+        self.register_buffer("base_mean", fit.mean.double().to(device), persistent=False)
+        self.register_buffer("base_values", values.double().to(device), persistent=False)
+        self.register_buffer("base_vectors", vectors.double().to(device), persistent=False)
+        self.register_buffer("base_abar", schedule.alphas_cumprod.double().to(device), persistent=False)
+        return self
+
+    def base_eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The Gaussian base's exact eps at steps t (a number or (N,)): computed exactly as
+        FittedGaussian.eps computes it (one step for the batch -> the very same numbers)."""
+        if not self.base_attached:
+            raise RuntimeError("the prior's Gaussian base is not attached: load the prior with "
+                               "load_prior/load_checkpoint, or call attach_base(fit, schedule)")
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        scale = float(self.cfg.base["scale"])
+        if t.numel() and bool((t == t[0]).all()):
+            abar = self.base_abar[int(t[0])].item()   # as the gaussian-full prior option does
+        else:
+            abar = self.base_abar[t.long()]
+        return gaussian_eps(x_t, abar, scale, self.base_mean, self.base_values, self.base_vectors)
 
 
 def eps_loss(model: LatentDiT, schedule, x0: torch.Tensor, generator=None) -> torch.Tensor:
@@ -167,8 +232,64 @@ def _describe(cfg: DiTConfig) -> dict:
     return {"k": cfg.latent_dim // 2}
 
 
+def check_base(base) -> dict:
+    """A DiTConfig.base, checked: ValueError naming what is wrong."""
+    if not isinstance(base, dict) or set(base) != set(BASE_FIELDS):
+        raise ValueError(f"base must be an object with exactly the fields {list(BASE_FIELDS)}, got {base!r}")
+    if base["kind"] != GAUSSIAN_KIND:
+        raise ValueError(f"base kind must be {GAUSSIAN_KIND!r}, got {base['kind']!r}")
+    name = base["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise ValueError(f"base name must be a checkpoint name (no directory), got {name!r}")
+    sha = base["weights_sha256"]
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ValueError(f"base weights_sha256 must be 64 hex digits, got {sha!r}")
+    scale = base["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"base scale must be a finite number > 0, got {scale!r}")
+    return base
+
+
+def gaussian_base(name: str, path, scale: float) -> dict:
+    """The DiTConfig.base naming the fitted Gaussian checkpoint at `path` (its stem `name`)."""
+    from ..core.checkpoint import read_sidecar
+    doc = read_sidecar(path, GAUSSIAN_KIND)
+    return check_base({"kind": GAUSSIAN_KIND, "name": name, "weights_sha256": doc["weights_sha256"],
+                       "scale": float(scale)})
+
+
+def base_path(name: str, beside) -> Path:
+    """Where the Gaussian base `name` of a prior stored at `beside` (its weights file) is: beside
+    the prior if there, else among the shipped checkpoints."""
+    for directory in (Path(beside).parent, CHECKPOINT_DIR):
+        if (directory / f"{name}.safetensors").is_file():
+            return directory / name
+    return CHECKPOINT_DIR / name
+
+
+def _link(model: LatentDiT, cfg: DiTConfig, doc: dict, weights: Path):
+    """After loading: attach the Gaussian base the config names, refusing a fit whose SHA-256
+    is not the one the prior was trained on (one CheckpointError)."""
+    if cfg.base is None:
+        return
+    name, want = cfg.base["name"], cfg.base["weights_sha256"]
+    path = base_path(name, weights)
+    sidecar = Path(weights).with_suffix(".json")
+    command = (doc.get("provenance") or {}).get("training_command", "apps/train_prior.py")
+    try:
+        fit, _, fit_doc = load_checkpoint(path, GAUSSIAN_KIND)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{sidecar}: cannot load the prior's Gaussian base {name!r} ({exc})") from None
+    if fit_doc["weights_sha256"] != want:
+        raise CheckpointError(
+            f"{sidecar}: the prior's Gaussian base {path}.safetensors has SHA-256 {fit_doc['weights_sha256']}, "
+            f"not the {want} the prior was trained on (the fit was redone since); retrain the prior "
+            f"(`{command}`) or restore that fit")
+    model.attach_base(fit, schedule_from_data(doc["schedule"]))
+
+
 register_kind(PRIOR_KIND, LatentDiT, _parse_config, config_to_dict=asdict, describe=_describe,
-              check_schedule=schedule_from_data)
+              check_schedule=schedule_from_data, link=_link)
 
 
 def save_prior(path, model: LatentDiT, meta: dict, schedule: dict = None):

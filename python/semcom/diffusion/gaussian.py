@@ -85,10 +85,25 @@ class FittedGaussian(nn.Module):
         sigma (abar cov / scale^2 + sigma^2 I)^-1 (x_t - alpha mean / scale), in the covariance's
         eigenbasis (one product per step instead of a factorisation)."""
         values, vectors = self.eigh()
+        return gaussian_eps(x_t, abar, scale, self.mean, values, vectors)
+
+
+def gaussian_eps(x_t: torch.Tensor, abar, scale: float, mean: torch.Tensor, values: torch.Tensor,
+                 vectors: torch.Tensor) -> torch.Tensor:
+    """E[eps | x_t] of N(mean, V diag(values) V^T) (physical domain) as a diffusion prior on
+    latents x0 = physical / scale, with (values, vectors) its eigendecomposition: the one
+    computation of FittedGaussian.eps and of a DiT prior's Gaussian base. `abar` is a number
+    (every row at one step) or a tensor of shape (N,) (one step per row); float64 inside, the
+    result in x_t's dtype."""
+    if isinstance(abar, torch.Tensor) and abar.ndim:
+        abar = abar.to(torch.float64)[:, None]
+        alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+    else:
+        abar = float(abar)
         alpha, sigma = abar ** 0.5, (1 - abar) ** 0.5
-        r = x_t.double() - alpha * self.mean.double() / scale
-        gain = sigma / (abar * values / scale ** 2 + sigma ** 2)
-        return (((r @ vectors) * gain) @ vectors.T).to(x_t.dtype)
+    r = x_t.double() - alpha * mean.double() / scale
+    gain = sigma / (abar * values / scale ** 2 + sigma ** 2)
+    return (((r @ vectors) * gain) @ vectors.T).to(x_t.dtype)
 
 
 def fold_fading(fit: FittedGaussian, coherence: int = 1) -> FittedGaussian:
