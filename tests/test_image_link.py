@@ -153,3 +153,18 @@ def test_interference_and_noise_hurt_in_the_flowgraph():
     assert clean["psnr_db"] > jammed["psnr_db"] + 5
     # Latent error at SINR 0 dB is near the interference power (0 dB), at SNR 20 near -20 dB.
     assert jammed["latent_mse_db"] > -3 and clean["latent_mse_db"] < -15
+
+
+def test_the_receiver_block_hands_its_coherence_to_the_scheme():
+    """Block fading changes the receivers' Gaussian of the interference, so the block passes
+    its `coherence` on in every Observation (as the batch engine does), and refuses a bad one."""
+    rx = semcom.diffusion_receiver("lmmse-full", "rayleigh", 512, 20.0, 0.0, coherence=16)
+    seen, receive = [], rx.backend.receive
+    rx.backend = type("Spy", (), {"receive": lambda self, name, obs: (seen.append(obs), receive(name, obs))[1]})()
+    rng = np.random.default_rng(0)
+    z = lambda: (rng.standard_normal(512) + 1j * rng.standard_normal(512)).astype(np.complex64)
+    out = rx.run_batch([((20.0, 0.0), z(), z(), z(), 0, None)])
+    assert len(out) == 1 and out[0][0].shape == (32, 32, 3)
+    assert [obs.coherence for obs in seen] == [16]
+    with pytest.raises(ValueError, match="coherence"):
+        semcom.diffusion_receiver("lmmse-full", "rayleigh", 512, 20.0, 0.0, coherence=0)

@@ -28,10 +28,13 @@ class diffusion_receiver(neural_pdu_block):
     [Re; Im], 2k, power-normalised domain) where it has them. Metadata kept, without w and h.
     `options` like "steps=20,zeta_x=1"; `model` empty: the scheme's default for the channel
     and k. The receiver's random draws are seeded by `seed` + the image_id of the batch's
-    first packet: reproducible for the same batching."""
+    first packet: reproducible for the same batching. `coherence`: symbols per Rayleigh
+    fading block of the interferer's channel (1 = i.i.d.; the receivers' Gaussian of the
+    interference depends on it)."""
 
     def __init__(self, scheme="icdm", channel_type="awgn", k=512, snr_db=20.0, sinr_db=0.0,
-                 signal_power=1.0, options="", seed=0, server="", device="", max_batch=16, model=""):
+                 signal_power=1.0, options="", seed=0, server="", device="", max_batch=16, model="",
+                 coherence=1):
         self.options = schemes.parse_options(options)
         rx = schemes.check(scheme, self.options, channel_type if channel_type in CHANNEL_TYPES else None)
         if channel_type not in CHANNEL_TYPES:
@@ -40,13 +43,15 @@ class diffusion_receiver(neural_pdu_block):
             raise ValueError(f"signal_power must be finite and > 0, got {signal_power}")
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if int(coherence) != coherence or coherence < 1:
+            raise ValueError(f"coherence must be an integer >= 1, got {coherence}")
         link_powers(float(snr_db), float(sinr_db), float(signal_power))  # validates the operating point
         # a missing checkpoint fails here (in-process, or on the server), not at the first packet
         check_checkpoints_up_front(rx, channel_type, int(k), model, server, device)
         neural_pdu_block.__init__(self, "diffusion_receiver", "", snr_db, server, device, max_batch)
         self.message_port_register_out(pmt.intern("images"))
         self.scheme, self.channel_type, self.k, self.model = scheme, channel_type, int(k), model
-        self.signal_power, self.seed = float(signal_power), int(seed)
+        self.signal_power, self.seed, self.coherence = float(signal_power), int(seed), int(coherence)
         self.point = OperatingPoint(snr_db, sinr_db, self.logger)
         self.sinr_db = self.point.sinr_db
         self.nfe = 0  # network evaluations per image: the most any batch has used (as run_link reports)
@@ -104,7 +109,8 @@ class diffusion_receiver(neural_pdu_block):
             side_info = [items[n][5] or {} for n in idx]
             obs = schemes.Observation(zhat=stack(1), w=stack(2), h=stack(3),
                                       powers=link_powers(key[0], key[1], self.signal_power), snr_db=key[0],
-                                      sinr_db=key[1], channel_type=self.channel_type, options=self.options,
+                                      sinr_db=key[1], channel_type=self.channel_type, coherence=self.coherence,
+                                      options=self.options,
                                       seed=(self.seed + items[idx[0]][4]) % 2 ** 63, model=self.model,
                                       side_info=side_info if any(side_info) else [])
             result = self.backend.receive(self.scheme, obs)
@@ -125,9 +131,10 @@ class icdm_canceller(diffusion_receiver):
     schemes that run a diffusion prior, as before."""
 
     def __init__(self, receiver="icdm", channel_type="awgn", k=512, snr_db=20.0, sinr_db=0.0,
-                 signal_power=1.0, options="", seed=0, server="", device="", max_batch=16, model=""):
+                 signal_power=1.0, options="", seed=0, server="", device="", max_batch=16, model="",
+                 coherence=1):
         if not getattr(schemes.get(receiver), "priors", ()):
             raise ValueError(f"icdm_canceller runs a diffusion receiver; {receiver!r} has no diffusion prior "
                              "(use diffusion_receiver or scheme_receiver, which run any scheme)")
         diffusion_receiver.__init__(self, receiver, channel_type, k, snr_db, sinr_db, signal_power, options,
-                                    seed, server, device, max_batch, model)
+                                    seed, server, device, max_batch, model, coherence)

@@ -38,7 +38,7 @@ class image_link(gr.top_block):
             channel_type, coherence_len, snr_db, sinr_db, powers.signal_power, seed)
         self.equalizer = _cpp.mmse_equalizer_cc(powers.signal_power, powers.noise_var)
         self.rx = scheme_receiver(receiver, user_model, channel_type, k, snr_db, sinr_db, receiver_options, seed,
-                                  server, device)
+                                  server, device, coherence_len)
         self.sink = image_sink(out_dir, with_lpips=with_lpips)
 
         self.msg_connect(self.user_source, "pdus", self.user_tx, "images")

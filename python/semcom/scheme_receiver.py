@@ -18,13 +18,14 @@ class scheme_receiver(gr.hier_block2):
     """Streams in: 0 = the equalized symbols zhat, 1 = the MMSE weights w, 2 = the CSI h
     (mmse_equalizer_cc outputs 0 and 1, the channel's CSI), with "packet_len" tags. Message
     out "images" (decoded) and "latents" (the scheme's latents, where it has them).
-    `channel_type` picks the scheme's checkpoints; `model` empty: the scheme's default.
+    `channel_type` picks the scheme's checkpoints; `model` empty: the scheme's default;
+    `coherence`: symbols per Rayleigh fading block (as the channel's coherence_len).
 
     SNR and SINR follow the channel's rule (OperatingPoint): SINR above SNR is refused here
     and used as SINR = SNR by the setters, so receiver and channel agree when sliders cross."""
 
     def __init__(self, scheme="mmse", model="", channel_type="awgn", k=512, snr_db=10.0, sinr_db=math.inf,
-                 options="", seed=0, server="", device=""):
+                 options="", seed=0, server="", device="", coherence=1):
         # hier blocks have no logger of their own; this one logs the clamping for the whole chain
         self.point = OperatingPoint(snr_db, sinr_db, gr.logger("scheme_receiver"))
         gr.hier_block2.__init__(self, "scheme_receiver", gr.io_signature(3, 3, gr.sizeof_gr_complex),
@@ -33,7 +34,7 @@ class scheme_receiver(gr.hier_block2):
         self.message_port_register_hier_out("latents")
         self.to_pdu = equalized_to_pdu(snr_db, sinr_db)
         self.receiver = diffusion_receiver(scheme, channel_type, k, snr_db, sinr_db, 1.0, options, seed, server,
-                                           device, model=model)
+                                           device, model=model, coherence=coherence)
         for port in range(3):
             self.connect((self, port), (self.to_pdu, port))
         self.msg_connect(self.to_pdu, "pdus", self.receiver, "pdus")
