@@ -289,15 +289,20 @@ def markdown(rows, sweep, commands, tune=None):
     lines += [f"    .venv/bin/python {c.removeprefix('python ')}" for c in commands] + [""]
     lines += ["CIFAR-10 test images, SNR 20 dB, user `jscc_user_<channel>_k512`, interferer "
               "`jscc_interferer_awgn_k512` (the images walked backwards); one seeded channel draw per "
-              "point, shared by all receivers; receivers at their default options (`schemes/`, "
-              "tuned on training images, below). `icdm-pigdm` and `icdm-dps` backpropagate through both "
-              "priors and ran on the first images only (column `n`); every gain is against mmse on the "
-              "same images, and against lmmse (the interference-aware linear MMSE, which knows the SINR) where "
-              "the run had it. `icdm-gaussian` is `icdm` with `prior=gaussian`: the exact eps of a unit "
-              "Gaussian instead of the trained DiTs, i.e. what the guidance alone does. NFE: network "
-              "evaluations per image (ICDM: one per prior per step). Latent MSE: relative to the latent "
-              "power, dB. s/img: receiver wall time per image, CPU, while other jobs shared the 2 cores "
-              "(compare within a table only). LPIPS: null (no AlexNet weights offline).", ""]
+              "point, shared by all receivers. Channels: `awgn`, `rayleigh` (i.i.d. per symbol) and "
+              "`rayleigh@L` (block fading, `h` and `g` held for L symbols). Receivers at their default "
+              "options (`schemes/`) unless the name is a variant: `icdm-paper` is ICDM as in the paper "
+              "(observation start, isotropic surrogate, guidance weights tuned per channel type); "
+              "`icdm-pm*` start from the posterior mean under the fitted Gaussians with the surrogate "
+              "exact for Gaussian priors at ζ = 1 (`-xdit`: the learned signal prior alone, the "
+              "interference's fitted Gaussian; `-idit`: the other way round; `-gaussian-full`: both "
+              "Gaussians, which is `lmmse-full` exactly); `icdm-gaussian` / `icdm-gaussian-full` are "
+              "the paper's sampler on unit / fitted Gaussians (no network). Autograd ablations ran on the "
+              "first images only (column `n`). Every gain is on the same images and draws. NFE: network "
+              "evaluations per image, the mean over images (each starts at its own matched step). "
+              "Latent MSE: relative to the latent power, dB. s/img: receiver wall time per image on one "
+              "CPU thread while other jobs shared the 2 cores (compare within a table only). LPIPS: null "
+              "(no AlexNet weights offline).", ""]
     for c in channels:
         lmmse = any("gain_lmmse_db" in r for r in rows if r["channel"] == c)
         extra = (" gain over lmmse (dB) |", "---|") if lmmse else ("", "")

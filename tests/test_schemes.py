@@ -35,13 +35,19 @@ def sample():
 def test_registry_holds_the_deepjscc_family_with_typed_options():
     assert {"mmse", "cddm", "icdm", "icdm-pigdm", "icdm-dps", "icdm-projection"} <= set(schemes.names())
     icdm = schemes.get("icdm")
-    assert icdm.option_values(None, "awgn")["zeta_x"] == 2.0      # the channel's own default
-    assert icdm.option_values(None, "rayleigh")["zeta_x"] == 1.0
+    bayes = {"start": "posterior-mean", "surrogate": "prior-covariance", "zeta_x": 1.0, "zeta_i": 1.0,
+             "guided_corrector": True}  # issue 12: the configuration that is lmmse-full on Gaussian priors
+    for channel in ("awgn", "rayleigh"):
+        assert {k: icdm.option_values(None, channel)[k] for k in bayes} == bayes
+    per_channel = schemes.Option("zeta_x", 1.0, "w", channel_defaults=(("awgn", 2.0),))
+    assert per_channel.default_for("awgn") == 2.0 and per_channel.default_for("rayleigh") == 1.0
     assert icdm.option_values({"steps": "7", "guided_corrector": "yes"})["guided_corrector"] is True
     assert icdm.max_nfe({"steps": 7}) == 14 and schemes.get("cddm").max_nfe() == 5
     assert schemes.get("mmse").max_nfe() == 0 and schemes.get("mmse").options == ()
     spec = icdm.describe()["options"]["start"]
-    assert spec == {"type": "str", "default": "observation", "help": spec["help"], "choices": ["noise", "observation", "posterior-mean"]}
+    assert spec == {"type": "str", "default": "posterior-mean", "help": spec["help"],
+                    "choices": ["noise", "observation", "posterior-mean"]}
+    assert schemes.get("icdm-dps").describe()["options"]["start"]["default"] == "observation"
     with pytest.raises(ValueError, match="must be a int"):
         icdm.option_values({"steps": True})  # a bool is no count
     with pytest.raises(ValueError, match="already registered"):

@@ -180,7 +180,10 @@ START_KINDS = ("noise", "observation", "posterior-mean")
 
 
 # Options every diffusion receiver of the family has.
-def sampler_options(steps, zeta=None, start=False, guided_corrector=False):
+def sampler_options(steps, zeta=None, start=None, guided_corrector=False):
+    """The options of a diffusion receiver: steps and sampler, each chain's prior, and with
+    `zeta` the guidance weights ((zeta_x, zeta_i), {channel type: pair}), with `start` (its
+    default, one of START_KINDS) the start and whether the corrector is guided."""
     out = [Option("steps", steps, "sampler steps (network evaluations per prior)", minimum=1),
            Option("order", 2, "UniPC order", minimum=1),
            Option("variant", "bh2", "UniPC variant", choices=("bh1", "bh2")),
@@ -197,7 +200,7 @@ def sampler_options(steps, zeta=None, start=False, guided_corrector=False):
                 Option("zeta_i", zi, "guidance weight of the interference chain",
                        channel_defaults=tuple((c, v[1]) for c, v in per_channel.items()))]
     if start:
-        out.append(Option("start", "observation", "observation: from the observation at each image's matched "
+        out.append(Option("start", start, "observation: from the observation at each image's matched "
                           "step; noise: from N(0, I) at T-1; posterior-mean: deterministically from the mean "
                           "of both chains under the fitted Gaussians (lmmse-full's estimate) at the matched step",
                           choices=START_KINDS))
