@@ -47,18 +47,19 @@ FAMILY = sorted((n for n in schemes.names() if schemes.get(n).family == "deepjsc
 # is lmmse-full exactly, so each learned prior's contribution is what it changes from there.
 BAYES = {"start": "posterior-mean", "surrogate": "prior-covariance", "zeta_x": 1.0, "zeta_i": 1.0,
          "guided_corrector": True}
-VARIANTS = {"icdm-gaussian": ("icdm", {"prior": "gaussian"}),
-            # ICDM's sampler on the fitted full-covariance Gaussians: with exact Gaussian priors,
+# ICDM as in the paper: the observation start, the isotropic surrogate, the guidance weights
+# tuned per channel type on training images (the tables below): icdm before issue 12.
+PAPER = {"start": "observation", "surrogate": "isotropic", "guided_corrector": False,
+         "zeta_x": {"awgn": 2.0, "rayleigh": 1.0}, "zeta_i": {"awgn": 0.5, "rayleigh": 2.0}}
+VARIANTS = {"icdm-gaussian": ("icdm", dict(PAPER, prior="gaussian")),
+            # the paper's sampler on the fitted full-covariance Gaussians: with exact Gaussian priors,
             # what its likelihood surrogate gives beside their exact posterior mean (lmmse-full)
-            "icdm-gaussian-full": ("icdm", {"prior_x": "gaussian-full", "prior_i": "gaussian-full"}),
+            "icdm-gaussian-full": ("icdm", dict(PAPER, prior_x="gaussian-full", prior_i="gaussian-full")),
             "icdm-pm": ("icdm", BAYES),
             "icdm-pm-xdit": ("icdm", dict(BAYES, prior_i="gaussian-full")),   # the learned signal prior alone
             "icdm-pm-idit": ("icdm", dict(BAYES, prior_x="gaussian-full")),   # the learned interference prior alone
             "icdm-pm-gaussian-full": ("icdm", dict(BAYES, prior_x="gaussian-full", prior_i="gaussian-full")),
-            # ICDM as in the paper, with the observation start and the guidance weights tuned per
-            # channel type on training images (tables below): the configuration before issue 12
-            "icdm-paper": ("icdm", {"start": "observation", "surrogate": "isotropic", "guided_corrector": False,
-                                    "zeta_x": {"awgn": 2.0, "rayleigh": 1.0}, "zeta_i": {"awgn": 0.5, "rayleigh": 2.0}})}
+            "icdm-paper": ("icdm", PAPER)}
 
 
 def variant(name, channel):
