@@ -66,8 +66,13 @@ def variant(name, channel):
     """(registered scheme, options) of a receiver row on a channel ("rayleigh@L" counts as
     Rayleigh): options given per channel type as {type: value} are resolved here."""
     base, options = VARIANTS.get(name, (name, {}))
+    return base, variant_options(options, channel)
+
+
+def variant_options(options, channel):
+    """Options with those given per channel type ({type: value}) resolved for `channel`."""
     kind = channel_spec(channel)[0]
-    return base, {k: (v[kind] if isinstance(v, dict) else v) for k, v in options.items()}
+    return {k: (v[kind] if isinstance(v, dict) else v) for k, v in options.items()}
 RECEIVER_ORDER = tuple(FAMILY) + tuple(VARIANTS)
 BASELINES = ("mmse", "lmmse", "lmmse-full")  # the linear receivers every gain is reported against
 # autograd through the priors (PiGDM, DPS guidance): run on --slow-images
@@ -209,7 +214,7 @@ def sampling(args, backend, images):
     (different seeds), for ICDM's own configuration and the exact surrogate at zeta 1; then the
     posterior-mean start; each beside lmmse-full on the same images."""
     rows = []
-    configs = {"icdm (paper: isotropic surrogate, tuned zeta)": {"start": "noise"},
+    configs = {"icdm (paper: isotropic surrogate, tuned zeta)": dict(PAPER, start="noise"),
                "icdm, exact surrogate, zeta 1": dict(BAYES, start="noise"),
                "icdm-pm (posterior-mean start)": BAYES}
     for point in args.sampling:
@@ -230,14 +235,14 @@ def sampling(args, backend, images):
 
         for config, options in configs.items():
             for steps in args.sampling_steps:
-                row(config, steps, 1, *run_receiver(backend, "icdm", ctx, dict(options, steps=steps)))
+                row(config, steps, 1, *run_receiver(backend, "icdm", ctx, dict(variant_options(options, c), steps=steps)))
                 bar.update(1)
             if options["start"] != "noise":
                 continue  # deterministic: every draw is the same
             draws, cost = [], []
             for m in range(args.sampling_draws):
                 lat, nfe, sec = run_receiver(backend, "icdm", dataclasses.replace(ctx, seed=ctx.seed + 7919 * (m + 1)),
-                                             dict(options, steps=args.sampling_mean_steps))
+                                             dict(variant_options(options, c), steps=args.sampling_mean_steps))
                 draws.append(lat)
                 cost.append((nfe, sec))
                 bar.update(1)
