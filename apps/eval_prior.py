@@ -51,7 +51,10 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=4, help="draws (t, eps) per latent (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--write", action="store_true", help="record the result in the prior's sidecar provenance")
+    ap.add_argument("--write", action="store_true",
+                    help="record the result in the prior's sidecar provenance (give --prior as a path, e.g. "
+                         "python/semcom/checkpoints/NAME, to record it in the source tree; a bare shipped name "
+                         "resolves to the installed copy)")
     args = ap.parse_args(argv)
     if args.draws < 1:
         ap.error("--draws must be >= 1")
