@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def tune(args, backend, images):
             for n, rs in results.items()}
     mmse = {f"{c}/{s:g}": score(backend, u, xh, x, images, args.snr, False)["latent_mse_db"]
             for (c, s), (u, x, xh, _) in prepared.items()}
-    doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "data": f"{TRAIN_SPEC}[:{len(images)}]",
+    doc = {"command": "bench/bench_icdm.py " + shlex.join(sys.argv[1:]), "data": f"{TRAIN_SPEC}[:{len(images)}]",
            "snr_db": args.snr, "sinr_db": args.tune_sinr, "mmse_latent_mse_db": mmse, "best": best, "grid": results}
     for n, b in best.items():
         print(f"{n:16s} best {b['options']}  mean latent MSE {b['mean_db']:.2f} dB  {b['latent_mse_db']}")
@@ -446,14 +447,14 @@ def main():
         doc = tune(args, backend, images)
     elif args.sampling:
         rows = sampling(args, backend, images)
-        doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "sampling": rows}
+        doc = {"command": "bench/bench_icdm.py " + shlex.join(sys.argv[1:]), "sampling": rows}
         if args.plot:
             sampling_plot(rows, args.plot)
         if args.markdown:
             Path(args.markdown).write_text("\n".join(sampling_markdown(rows, args.plot)) + "\n")
     else:
         rows, sweep = bench(args, backend, images)
-        doc = {"command": "bench/bench_icdm.py " + " ".join(sys.argv[1:]), "rows": rows, "nfe_sweep": sweep}
+        doc = {"command": "bench/bench_icdm.py " + shlex.join(sys.argv[1:]), "rows": rows, "nfe_sweep": sweep}
         if args.markdown:
             Path(args.markdown).write_text(markdown(rows, sweep, [doc["command"]]) + "\n")
     if args.json:
