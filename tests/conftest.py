@@ -32,3 +32,15 @@ def rng():
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: an end-to-end run (a subprocess, a whole flowgraph, a spawned "
                                        "server); `pytest -m 'not slow'` is the quick loop, CI runs everything")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Apps run in-process (train_jscc --threads 2, the server's --threads) set torch's
+    thread count for the whole process; give each test the count it started with (on a busy
+    2-core machine an oversubscribed MKL eigh can take 50 times as long)."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
