@@ -167,22 +167,14 @@ def test_covariance_guidance_samples_the_exact_posterior_of_anisotropic_gaussian
     is twice the posterior mean's (E|x - x'|^2 = 2 tr P for x' an independent posterior draw),
     and the mean of M runs approaches the posterior mean ((1 + 1/M) times its error). The
     isotropic surrogate of ICDM misses it by far."""
-    from gnuradio.semcom.diffusion.guidance import LinearObservation
     from gnuradio.semcom.diffusion.icdm import icdm_sample
     from gnuradio.semcom.diffusion.schedule import VPSchedule
     k, n = 8, 400
-    gx, gi, a1, b1, c1, gen = setup(n=1, k=k, seed=3)
-    a, b, c = a1.expand(n, -1), b1.expand(n, -1), (0.2 + 0.3 * c1 / c1.max()).expand(n, -1)
-    draw = lambda g: g.mean.double() + torch.randn(n, 2 * k, generator=gen, dtype=torch.float64) @ \
-        torch.linalg.cholesky(g.cov.double()).T
-    x, i = draw(gx), draw(gi)
-    xhat = (real_form_left(a, x[..., None])[..., 0] + real_form_left(b, i[..., None])[..., 0]
-            + torch.cat([c, c], -1).double() * torch.randn(n, 2 * k, generator=gen, dtype=torch.float64)).float()
+    (gx, gi), obs, xhat, x, (mx, _) = toy_link(n, k, seed=3)
     mse = lambda est: (est.double() - x).square().mean().item()
-    best = mse(posterior_mean(xhat, a, b, c, gx, gi))
+    best = mse(mx)
     schedule = VPSchedule.linear()
     eps = {g: (lambda z, t, g=g: g.eps(z, schedule.alphas_cumprod[t].item(), 1.0)) for g in (gx, gi)}
-    obs = LinearObservation(a, b, c, 1.0, 1.0, gx.cov.double(), gi.cov.double())
 
     def run(kind, seed):
         g = torch.Generator().manual_seed(seed)
