@@ -223,12 +223,14 @@ def test_receivers_are_seeded(gaussian_priors):
 
 
 def test_gaussian_prior_option_is_the_analytic_unit_gaussian(gaussian_priors):
-    """prior=gaussian (no network) gives what the analytic GaussianEps model gives."""
+    """prior=gaussian (no network) gives what the analytic GaussianEps model gives (icdm: with
+    the paper's start and surrogate, which do not depend on the prior's kind; its defaults take
+    the surrogate and the start from each prior's Gaussian, a DiT's being its fitted base)."""
     _, xhat, ctx = gaussian_link("rayleigh", n=4)
-    for name in ("icdm", "cddm"):
-        ctx.options = {"steps": 6}
+    for name, extra in (("icdm", {"start": "observation", "surrogate": "isotropic"}), ("cddm", {})):
+        ctx.options = {"steps": 6, **extra}
         a, _ = clean(name, ctx)
-        ctx.options = {"steps": 6, "prior": "gaussian"}
+        ctx.options = {"steps": 6, "prior": "gaussian", **extra}
         torch.testing.assert_close(clean(name, ctx)[0], a, rtol=1e-4, atol=1e-5)
 
 

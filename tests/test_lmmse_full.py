@@ -267,6 +267,24 @@ def test_icdm_with_the_fitted_gaussians_reproduces_lmmse_full_on_real_latents(ch
     torch.testing.assert_close(got, want, rtol=0, atol=2e-4 * want.abs().max().item())
 
 
+def test_icdm_with_unit_gaussian_priors_is_lmmse():
+    """The same configuration on white unit-power priors (prior=gaussian): the surrogate and
+    the start follow each chain's prior kind, so icdm returns the interference-aware linear
+    MMSE of white latents, `lmmse`."""
+    from gnuradio.semcom.core.datasets import load_dataset
+    from gnuradio.semcom.inference.local import LocalBackend
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    images = load_dataset("sample").images[:3]
+    _, obs = equalized_batch(backend, images, images[::-1], "awgn", 20.0, 0.0, *default_models("awgn", 512),
+                             1, torch.Generator().manual_seed(0))
+    want, _ = schemes.get("lmmse").clean(obs, backend)
+    obs.options = {"steps": 2, "prior": "gaussian"}
+    got, nfe = schemes.get("icdm").clean(obs, backend)
+    assert nfe == 0
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2e-4 * want.abs().max().item())
+
+
 def test_an_images_icdm_result_does_not_depend_on_its_batch():
     """Each image starts at its own matched step (Rayleigh: they differ), and the posterior-mean
     start draws nothing: an image alone gets what it gets in a batch."""

@@ -54,7 +54,7 @@ class diffusion_receiver(neural_pdu_block):
         self.signal_power, self.seed, self.coherence = float(signal_power), int(seed), int(coherence)
         self.point = OperatingPoint(snr_db, sinr_db, self.logger)
         self.sinr_db = self.point.sinr_db
-        self.nfe = 0  # network evaluations per image: the most any batch has used (as run_link reports)
+        self.nfe = 0  # network evaluations per image: the highest batch mean so far (run_link reports the mean)
 
     @property
     def receiver(self):

@@ -122,10 +122,10 @@ def fold_fading(fit: FittedGaussian, coherence: int = 1) -> FittedGaussian:
     m = fit.cov.double() + torch.outer(fit.mean.double(), fit.mean.double())  # real-form second moment
     c_re = m[:k, :k] + m[k:, k:]           # E[u u^H] = E[p p^T + q q^T] + i E[q p^T - p q^T]
     c_im = m[k:, :k] - m[:k, k:]
-    block = torch.arange(k) // int(coherence)
+    block = torch.arange(k, device=fit.cov.device) // int(coherence)
     mask = (block[:, None] == block[None, :]).double()
     c_re, c_im = c_re * mask, c_im * mask
-    out = FittedGaussian(GaussianConfig(d))
+    out = FittedGaussian(GaussianConfig(d)).to(fit.cov.device)
     out.cov.copy_(0.5 * torch.cat([torch.cat([c_re, -c_im], 1), torch.cat([c_im, c_re], 1)], 0))
     return out
 
@@ -263,7 +263,7 @@ def observation_cholesky(a, b, c, cov_x, cov_i) -> torch.Tensor:
     s = s + torch.diag_embed(torch.cat([c, c], -1).double().square())
     # a relative jitter keeps S definite where it is not (no noise, no interferer, a
     # rank-deficient fit); it is far below any noise a link has
-    s = s + 1e-10 * s.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(s.shape[-1], dtype=s.dtype)
+    s = s + 1e-10 * s.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
     # S is symmetric positive definite: Cholesky (batched LU solves fail on some torch builds
     # when the thread count is set)
     return torch.linalg.cholesky(s)

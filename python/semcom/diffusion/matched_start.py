@@ -6,7 +6,7 @@ Per symbol, dividing by the chain's own coefficient gives the chain's latent plu
 (for the interference chain swap the roles of a and b). x_t / sqrt(abar_t) = x_0 + noise of
 variance (1 - abar_t) / abar_t, so the start step t* is the one where that equals v*, the
 median v over the image's symbols (a Rayleigh channel makes v differ per symbol; AWGN does
-not). Each image has its own t*, so its result does not depend on the batch it came in:
+not). Each image has its own t*, so its start step does not depend on the batch it came in:
 `by_step` groups a batch's images by start step for the samplers. Symbols
 with v < v* get extra Gaussian noise up to v*; symbols with v > v* (deep fades) are scaled by
 sqrt((1 + v*) / (1 + v)) so that their variance matches x_0 + N(0, v*) instead of swamping the

@@ -188,8 +188,9 @@ class Observation:
         if self.zhat.ndim != 2 or self.w.shape != self.zhat.shape or self.h.shape != self.zhat.shape:
             raise ValueError(f"an observation needs zhat, w and h of one shape (N, k), got "
                              f"{tuple(self.zhat.shape)}, {tuple(self.w.shape)}, {tuple(self.h.shape)}")
-        if int(self.coherence) != self.coherence or self.coherence < 1:
+        if isinstance(self.coherence, bool) or int(self.coherence) != self.coherence or self.coherence < 1:
             raise ValueError(f"coherence must be an integer >= 1, got {self.coherence}")
+        self.coherence = int(self.coherence)
         if self.side_info and len(self.side_info) != self.zhat.shape[0]:
             raise ValueError(f"side information for {len(self.side_info)} images, symbols for {self.zhat.shape[0]}")
 

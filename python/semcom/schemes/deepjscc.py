@@ -134,6 +134,18 @@ def fitted_prior(models, role, obs: Observation):
     return models.model(gaussian_name(role, obs.channel_type, obs.k), KIND)
 
 
+def chain_gaussian(models, role, obs: Observation, kind: str):
+    """The Gaussian a chain's prior is or starts from (physical domain), for the surrogate's
+    covariance and the posterior-mean start: white latents of unit power per symbol for a
+    `gaussian-unit` prior, else the fitted one (`fitted_prior`; a DiT prior's base)."""
+    if kind == "gaussian-unit":
+        from ..diffusion.gaussian import FittedGaussian, GaussianConfig
+        white = FittedGaussian(GaussianConfig(2 * obs.k)).to(obs.zhat.device)
+        white.cov.mul_(LATENT_SCALE ** 2)
+        return white
+    return fitted_prior(models, role, obs)
+
+
 PRIOR_KINDS = ("dit", "gaussian-unit", "gaussian-full")
 CHAINS = {"user": "x", "interferer": "i"}
 
