@@ -214,7 +214,8 @@ def sampler_options(steps, zeta=None, start=None, guided_corrector=False):
     if start:
         out.append(Option("start", start, "observation: from the observation at each image's matched "
                           "step; noise: from N(0, I) at T-1; posterior-mean: deterministically from the mean "
-                          "of both chains under the fitted Gaussians (lmmse-full's estimate) at the matched step",
+                          "of both chains under the priors' Gaussians (the fitted ones: lmmse-full's estimate) "
+                          "at the matched step",
                           choices=START_KINDS))
     if guided_corrector is not None and start:
         out.append(Option("guided_corrector", guided_corrector, "the corrector uses the guided eps too"))
