@@ -24,22 +24,15 @@ import torch
 
 from gnuradio.semcom.core.checkpoint import save_checkpoint
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
-from gnuradio.semcom.core.data import load_images
-from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
+from gnuradio.semcom.core.mapping import complex_to_real
 from gnuradio.semcom.core.models import jscc_model_for
 from gnuradio.semcom.diffusion.gaussian import KIND, FittedGaussian, GaussianConfig
+from gnuradio.semcom.diffusion.prior_eval import encode_symbols
 from gnuradio.semcom.inference.local import LocalBackend
 
 # The priors' training images (apps/train_prior.py), so the control sees the same data.
 TRAIN = {"user": "cifar10_train_batch1+cifar10_train_batch2", "interferer": "cifar10_train_batch3"}
 HELD_OUT = "cifar10_test[:500]"
-
-
-def symbols(backend, model, spec, snr_db):
-    images = load_images(spec).images
-    z = [to_symbols(torch.from_numpy(backend.encode(model, images[i:i + 500], snr_db)))[0]
-         for i in range(0, len(images), 500)]
-    return torch.cat(z), len(images)
 
 
 def fit(z, role, channel) -> FittedGaussian:
@@ -74,9 +67,9 @@ def main(argv=None):
     backend = LocalBackend("cpu")
     model = jscc_model_for(args.role, args.channel, args.k, (32, 32, 3))
     spec = args.data or TRAIN[args.role]
-    z, n = symbols(backend, model, spec, args.encoder_snr)
+    z, n = encode_symbols(backend, model, spec, args.encoder_snr)
     g = fit(z, args.role, args.channel)
-    held, _ = symbols(backend, model, HELD_OUT, args.encoder_snr)
+    held, _ = encode_symbols(backend, model, HELD_OUT, args.encoder_snr)
     if args.role == "interferer" and args.channel == "rayleigh":
         held = held * torch.randn(held.shape, dtype=held.dtype, generator=torch.Generator().manual_seed(args.seed))
     x_held = complex_to_real(held)

@@ -15,7 +15,7 @@ import pmt
 import torch
 
 from . import schemes
-from .core.channel import CHANNEL_TYPES, link_powers
+from .core.channel import CHANNEL_TYPES, check_coherence, link_powers
 from .neural_block import neural_pdu_block
 from .pdu_util import OperatingPoint, groups, image_pdu, make_pdu, meta_get, split_pdu
 from .scheme_transmitter import check_checkpoints_up_front
@@ -43,8 +43,7 @@ class diffusion_receiver(neural_pdu_block):
             raise ValueError(f"signal_power must be finite and > 0, got {signal_power}")
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if int(coherence) != coherence or coherence < 1:
-            raise ValueError(f"coherence must be an integer >= 1, got {coherence}")
+        check_coherence(coherence)
         link_powers(float(snr_db), float(sinr_db), float(signal_power))  # validates the operating point
         # a missing checkpoint fails here (in-process, or on the server), not at the first packet
         check_checkpoints_up_front(rx, channel_type, int(k), model, server, device)

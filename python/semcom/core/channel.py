@@ -66,13 +66,19 @@ def link_powers(snr_db, sinr_db=math.inf, signal_power: float = 1.0) -> LinkPowe
     return LinkPowers(signal_power, noise_var, interference_power)
 
 
+def check_coherence(coherence) -> int:
+    """A coherence length (symbols per fading block), checked: an integer >= 1, or ValueError."""
+    if isinstance(coherence, bool) or int(coherence) != coherence or coherence < 1:
+        raise ValueError(f"coherence length must be an integer >= 1, got {coherence}")
+    return int(coherence)
+
+
 def fading(shape, channel_type: str, coherence: int = 1,
            generator: Optional[torch.Generator] = None, dtype=torch.complex64) -> torch.Tensor:
     """Fading coefficients of the given shape; blocks of `coherence` along the last axis."""
     if channel_type not in CHANNEL_TYPES:
         raise ValueError(f"unknown channel type {channel_type!r} (expected one of {CHANNEL_TYPES})")
-    if int(coherence) != coherence or coherence < 1:
-        raise ValueError(f"coherence length must be an integer >= 1, got {coherence}")
+    check_coherence(coherence)
     shape = tuple(shape)
     if channel_type == "awgn":
         return torch.ones(shape, dtype=dtype)
@@ -177,8 +183,7 @@ def csit(h: torch.Tensor, delay_blocks: int = 0, error_var: float = 0.0, coheren
     """
     if int(delay_blocks) != delay_blocks or delay_blocks < 0:
         raise ValueError(f"delay must be an integer number of blocks >= 0, got {delay_blocks}")
-    if int(coherence) != coherence or coherence < 1:
-        raise ValueError(f"coherence length must be an integer >= 1, got {coherence}")
+    check_coherence(coherence)
     if not (0.0 <= error_var <= 1.0):
         raise ValueError(f"error variance must be in [0, 1], got {error_var}")
     if channel_type not in CHANNEL_TYPES:

@@ -115,8 +115,8 @@ def fold_fading(fit: FittedGaussian, coherence: int = 1) -> FittedGaussian:
         Cov([Re; Im]) = 1/2 [[Re C, -Im C], [Im C, Re C]],   C = M (.) B.
     Coherence 1 (i.i.d. per symbol) leaves diag(E|u_j|^2) / 2: close to white, whatever
     structure u had. Longer blocks keep u's correlations within each block."""
-    if int(coherence) != coherence or coherence < 1:
-        raise ValueError(f"coherence must be an integer >= 1, got {coherence}")
+    from ..core.channel import check_coherence
+    check_coherence(coherence)
     d = fit.cfg.dim
     k = d // 2
     m = fit.cov.double() + torch.outer(fit.mean.double(), fit.mean.double())  # real-form second moment

@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..core.channel import CHANNEL_TYPES, LinkPowers
+from ..core.channel import CHANNEL_TYPES, LinkPowers, check_coherence
 from ..core.mapping import complex_to_real
 
 CSI_SOURCES = ("genie", "estimated", "none")   # where the receiver's (or transmitter's) h comes from
@@ -188,9 +188,7 @@ class Observation:
         if self.zhat.ndim != 2 or self.w.shape != self.zhat.shape or self.h.shape != self.zhat.shape:
             raise ValueError(f"an observation needs zhat, w and h of one shape (N, k), got "
                              f"{tuple(self.zhat.shape)}, {tuple(self.w.shape)}, {tuple(self.h.shape)}")
-        if isinstance(self.coherence, bool) or int(self.coherence) != self.coherence or self.coherence < 1:
-            raise ValueError(f"coherence must be an integer >= 1, got {self.coherence}")
-        self.coherence = int(self.coherence)
+        self.coherence = check_coherence(self.coherence)
         if self.side_info and len(self.side_info) != self.zhat.shape[0]:
             raise ValueError(f"side information for {len(self.side_info)} images, symbols for {self.zhat.shape[0]}")
 
