@@ -49,6 +49,11 @@ _BLOCKS = {
     "jscc_receiver": "jscc_receiver",
     "image_link": "image_link",
     "image_display": "image_display",
+    "phy_tx": "phy_tx",
+    "phy_framer": "phy_tx",
+    "phy_rx": "phy_rx",
+    "phy_header_decoder": "phy_rx",
+    "phy_deframer": "phy_rx",
 }
 
 __all__ = sorted(_BLOCKS)

@@ -1,0 +1,111 @@
+"""phy_tx (hier): symbol PDUs of a scheme -> OFDM bursts of analog payload (phy/frame.py).
+
+    "pdus" ─ phy_framer ─ pdu_to_tagged_stream ─ ofdm_carrier_allocator_cvc (S&C, LTS, LTS;
+    pilots) ─ fft_vcc (inverse, shifted) ─ ofdm_cyclic_prefixer ─ multiply_const (scale,
+    back-off) ─ burst_shaper_cc (zero guard after each burst) ─ out
+
+The output carries "packet_len" tags at each burst's first sample (the burst length in
+samples, guard included): give a UHD or SoapySDR sink that length tag name for burst mode.
+"""
+
+import numpy as np
+import pmt
+from gnuradio import blocks, digital, fft, gr, pdu
+
+from . import schemes
+from .pdu_util import drops_on_error, make_pdu, meta_get, split_pdu
+from .phy.frame import (DATA_CARRIERS, HEADER_SYMBOLS, PILOT_CARRIERS, PILOT_SYMBOLS, PREAMBLE_SYMBOLS, FrameError,
+                         OfdmLayout, papr_db)
+from .phy.header import Header, pack_header, scheme_id
+
+LENGTH_TAG = "packet_len"
+
+
+class phy_framer(gr.basic_block):
+    """Symbol PDU (c32, k symbols; metadata image_id, scheme) -> the carrier allocator's input
+    for one frame (header BPSK then the PN-signed, padded, interleaved payload), metadata
+    kept. Counts frames and records the PAPR of each frame's analog payload (its OFDM
+    symbols' samples, cyclic prefixes included; numpy reference modulator)."""
+
+    def __init__(self, cp_len=16, guard=160, default_scheme="mmse"):
+        gr.basic_block.__init__(self, name="phy_framer", in_sig=None, out_sig=None)
+        self.layout = OfdmLayout(cp_len=int(cp_len))
+        self.guard = int(guard)
+        self.default_scheme = default_scheme
+        self.frames = 0
+        self.papr_db = []          # per frame, of the payload's samples
+        self.message_port_register_in(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("pdus"))
+        self.message_port_register_out(pmt.intern("guard"))   # guard zeros after each frame
+        self.set_msg_handler(pmt.intern("pdus"), self.handle)
+
+    @drops_on_error
+    def handle(self, msg):
+        parts = split_pdu(msg, "c32", self.logger)
+        if parts is None:
+            return
+        meta, z = parts
+        image_id = meta_get(meta, "image_id", self.frames)
+        scheme = meta_get(meta, "scheme", self.default_scheme)
+        try:
+            header = Header(scheme_id=scheme_id(str(scheme)), image_id=int(image_id) % 2 ** 24,
+                            seq=self.frames % 2 ** 16, k=z.size)
+            bits = pack_header(header)
+            stream = self.layout.data_stream(bits, z)
+        except (FrameError, TypeError, ValueError) as exc:
+            self.logger.error(f"dropped a symbol PDU that cannot be framed ({exc})")
+            return
+        samples = self.layout.modulate(self.layout.grid(bits, z))
+        self.papr_db.append(papr_db(samples[(PREAMBLE_SYMBOLS + HEADER_SYMBOLS) * self.layout.symbol_len:]))
+        self.frames += 1
+        self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, stream))
+        if self.guard:
+            self.message_port_pub(pmt.intern("guard"), make_pdu(pmt.make_dict(), np.zeros(self.guard, np.complex64)))
+
+
+class phy_tx(gr.hier_block2):
+    """Message in "pdus" (a scheme's symbol PDUs, e.g. scheme_transmitter's "symbols");
+    stream out: complex baseband at unit mean power less `backoff_db`, "packet_len"-tagged
+    bursts with `guard` zero samples after each."""
+
+    def __init__(self, cp_len=16, backoff_db=0.0, guard=160):
+        gr.hier_block2.__init__(self, "phy_tx", gr.io_signature(0, 0, 0),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        if int(guard) < 0:
+            raise ValueError(f"guard must be >= 0 samples, got {guard}")
+        self.message_port_register_hier_in("pdus")
+        self.layout = OfdmLayout(cp_len=int(cp_len))
+        lay = self.layout
+        self.framer = phy_framer(cp_len, guard)
+        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LENGTH_TAG)
+        shifted = lambda word: [complex(v) for v in np.fft.fftshift(word)]
+        self.allocator = digital.ofdm_carrier_allocator_cvc(
+            lay.fft_len, [list(DATA_CARRIERS)], [list(PILOT_CARRIERS)], [list(PILOT_SYMBOLS)],
+            [shifted(lay.sc_word()), shifted(lay.lts_word()), shifted(lay.lts_word())], LENGTH_TAG, True)
+        self.ifft = fft.fft_vcc(lay.fft_len, False, (), True)
+        self.prefixer = digital.ofdm_cyclic_prefixer(lay.fft_len, lay.symbol_len, 0, LENGTH_TAG)
+        self.scale = blocks.multiply_const_cc(lay.tx_scale(float(backoff_db)))
+        self.msg_connect(self, "pdus", self.framer, "pdus")
+        self.msg_connect(self.framer, "pdus", self.to_stream, "pdus")
+        self.connect(self.to_stream, self.allocator, self.ifft, self.prefixer)
+        if int(guard):
+            self.guard_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LENGTH_TAG)
+            self.join = blocks.tagged_stream_mux(gr.sizeof_gr_complex, LENGTH_TAG, 0)
+            self.msg_connect(self.framer, "guard", self.guard_stream, "pdus")
+            self.connect(self.prefixer, (self.join, 0))
+            self.connect(self.guard_stream, (self.join, 1))
+            self.connect(self.join, self.scale, self)
+        else:
+            self.connect(self.prefixer, self.scale, self)
+
+    def set_backoff_db(self, backoff_db):
+        self.scale.set_k(self.layout.tx_scale(float(backoff_db)))
+
+    @property
+    def frames(self):
+        return self.framer.frames
+
+    @property
+    def papr_db(self):
+        """PAPR (dB) of each frame's analog payload sent so far."""
+        return list(self.framer.papr_db)
