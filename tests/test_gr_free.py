@@ -28,7 +28,7 @@ BLOCKER = textwrap.dedent(r'''
     import importlib.abc, importlib.machinery, os, sys
 
     GR_FREE = ("gnuradio.semcom.core", "gnuradio.semcom.diffusion", "gnuradio.semcom.inference",
-               "gnuradio.semcom.schemes")
+               "gnuradio.semcom.schemes", "gnuradio.semcom.phy")
 
     def blocked(name):
         if name == "pmt" or name.startswith("pmt."):
@@ -76,11 +76,11 @@ IMPORT_AND_RUN = f'''
     import torch
 
     names = []
-    for sub in ("core", "diffusion", "inference", "schemes"):
+    for sub in ("core", "diffusion", "inference", "schemes", "phy"):
         pkg = importlib.import_module("gnuradio.semcom." + sub)
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             names.append(importlib.import_module(info.name).__name__)
-    for must in ("core.cli", "core.version", "core.models", "diffusion.samplers", "inference.client",
+    for must in ("core.cli", "core.version", "core.models", "diffusion.samplers", "inference.client", "phy.estimate",
                  "inference.local", "inference.protocol", "inference.server", "inference.spawn"):
         assert "gnuradio.semcom." + must in names, must
     check_nothing_of_gnu_radio_loaded()
