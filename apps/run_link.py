@@ -62,6 +62,22 @@ def parse_args(argv):
     ap.add_argument("--user-model", default="", help="user JSCC model (default from channel and k)")
     ap.add_argument("--interferer-model", default="", help="interferer JSCC model (default from k)")
     ap.add_argument("--coherence", type=int, default=1, help="Rayleigh coherence length in symbols")
+    phy = ap.add_argument_group("OFDM PHY (docs/ota.md)")
+    phy.add_argument("--phy", default="none", choices=("none", "ofdm"),
+                     help="none: symbols straight through the channel; ofdm: each image in an OFDM frame, "
+                          "the receivers get the PHY's CSI (--csi)")
+    phy.add_argument("--csi", default="estimated", choices=("estimated", "genie"),
+                     help="with --phy ofdm: the PHY's estimates of h, SNR and SINR, or the truth")
+    phy.add_argument("--taps", default="1", help="with --phy ofdm: multipath tap magnitudes, e.g. 1,0.6,0.3 "
+                     "(one sample apart; phases drawn per frame from --seed; default 1 = flat)")
+    phy.add_argument("--smooth-taps", type=int, default=17,
+                     help="with --phy ofdm: delay-domain smoothing of the channel estimate (taps; 0 = off)")
+    phy.add_argument("--cfo", type=float, default=0.0,
+                     help="with --phy ofdm, --engine gnuradio: carrier frequency offset in subcarrier spacings")
+    phy.add_argument("--sro", type=float, default=0.0,
+                     help="with --phy ofdm, --engine gnuradio: sample-rate offset in ppm")
+    phy.add_argument("--phase-noise", type=float, default=0.0,
+                     help="with --phy ofdm, --engine gnuradio: phase noise magnitude (gr-channels phase_noise_gen)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     ap.add_argument("--json", action="store_true", help="one JSON object per operating point on stdout")
@@ -153,6 +169,25 @@ def main(argv=None):
         if len(set(receivers)) != len(receivers):
             raise ValueError(f"--receiver {args.receiver}: a receiver is listed twice")
         receiver_options = split_receiver_options(args.receiver_options, receivers)
+        phy = None
+        if args.phy == "ofdm":
+            from gnuradio.semcom.phy.link import OfdmChannel, parse_taps
+            from gnuradio.semcom.schemes.link_sim import OfdmLink
+            if args.engine == "batch" and (args.cfo or args.sro or args.phase_noise):
+                raise ValueError("--cfo, --sro and --phase-noise need --engine gnuradio (the batch engine's frames "
+                                 "are aligned, with multipath and noise only)")
+            if args.engine == "gnuradio" and args.csi == "genie":
+                raise ValueError("--csi genie over the PHY runs in --engine batch (the GNU Radio chain has only the "
+                                 "receiver's estimates)")
+            if not 0 <= args.smooth_taps < 52:
+                raise ValueError(f"--smooth-taps must be in 0..51, got {args.smooth_taps}")
+            phy = OfdmLink(OfdmChannel(parse_taps(args.taps), args.smooth_taps), args.csi)
+            for r in receivers:
+                if check_receiver(r).needs_csit:
+                    raise ValueError(f"--receiver {r}: needs CSI at the transmitter, which --phy ofdm does not feed "
+                                     "back yet")
+        elif args.taps != "1" or args.csi != "estimated" or args.cfo or args.sro or args.phase_noise:
+            raise ValueError("--taps, --csi, --cfo, --sro and --phase-noise are options of --phy ofdm")
         if args.images < 0 or args.coherence < 1 or args.seed < 0:
             raise ValueError("--images must be >= 0, --coherence >= 1 and --seed >= 0")
         if not args.out.strip():
@@ -254,7 +289,7 @@ def main(argv=None):
                 from gnuradio.semcom.schemes.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
                                args.coherence, args.seed, batch_size=batch, progress=bar.update,
-                               receiver_options=receiver_options[receiver])
+                               receiver_options=receiver_options[receiver], phy=phy)
                 nfe, error = res.nfe, (res.errors[0] if res.errors else None)
                 sent_cbr = res.symbols_per_image / images[0].size if res.symbols_per_image else None
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
@@ -266,13 +301,21 @@ def main(argv=None):
                                        receiver, args.coherence, args.seed, "", server, args.device,
                                        not args.no_lpips,
                                        ack_timeout=3 * args.server_timeout if server else 30.0,
-                                       receiver_options=",".join(f"{k}={v}" for k, v in receiver_options[receiver].items()))
+                                       receiver_options=",".join(f"{k}={v}" for k, v in receiver_options[receiver].items()),
+                                       **(dict(phy="ofdm", cfo=args.cfo, sro_ppm=args.sro, taps=phy.channel.taps,
+                                               phase_noise=args.phase_noise, smooth_taps=args.smooth_taps)
+                                          if phy else {}))
                 tb.run_interruptible()
                 summary = tb.sink.summary()
                 per, lat = summary["per_image"], summary["per_image"].get("latent_mse_db", [])
                 _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
                 nfe, error, sent_cbr = tb.rx.nfe, tb.first_error(), tb.user_tx.encoder.cbr
+                if phy:
+                    est = tb.rx_phy.deframer.estimates
+                    res = type("PhyEstimates", (), {"snr_est_db": [e[0] for e in est], "sinr_est_db": [e[1] for e in est]})
+                    if tb.rx_phy.crc_failures:
+                        error = f"{tb.rx_phy.crc_failures} frame header(s) failed their CRC"
                 bar.update(len(images))
             seconds = time.perf_counter() - t0
             n_ok = len(per.get("psnr_db", []))
@@ -286,6 +329,9 @@ def main(argv=None):
                    "ms_ssim": metrics.mean_or_none(per.get("ms_ssim")),
                    "lpips": metrics.mean_or_none(per.get("lpips")),
                    "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
+                   "phy": args.phy, "csi": args.csi if phy else "genie",
+                   "snr_est_db": round(metrics.db_mean(res.snr_est_db), 3) if phy and res.snr_est_db else None,
+                   "sinr_est_db": round(metrics.db_mean(res.sinr_est_db), 3) if phy and res.sinr_est_db else None,
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
                    "error": error if lost else None}
             # What reproduces the row (receiver, channel, snr_db and sinr_db keep their places).
@@ -294,7 +340,9 @@ def main(argv=None):
                 "coherence": args.coherence, "snr_db": snr, "sinr_db": sinr, "k": k_used, "user_model": user,
                 "interferer_model": interferer, "engine": args.engine,
                 "batch_size": batch if args.engine == "batch" else None, "dataset": args.dataset,
-                "images_requested": args.images, "seed": args.seed, "server": args.server}))
+                "images_requested": args.images, "seed": args.seed, "server": args.server,
+                **({"phy": args.phy, "csi": args.csi, "taps": args.taps, "smooth_taps": args.smooth_taps,
+                    "cfo": args.cfo, "sro_ppm": args.sro, "phase_noise": args.phase_noise} if phy else {})}))
             rows.append(row)
             if received is not None and len(received) == len(images):
                 samples.setdefault(channel, {}).setdefault((snr, sinr), {})[receiver] = received

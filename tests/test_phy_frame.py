@@ -11,6 +11,7 @@ from gnuradio.semcom.phy.header import (INFO_BITS, Header, HeaderError, conv_enc
                                         viterbi_decode)
 
 LAYOUT = OfdmLayout()
+PINNED = "97dcfc5c59cc7ed68f017c454e803ab44c7ac9da59e3e14147206cf2d23770c9"   # golden: see test_fixed_sequences_are_pinned
 
 
 def unit_symbols(k, seed=0):
@@ -28,6 +29,23 @@ def test_carrier_plan():
         LAYOUT.payload_symbols(0)
     with pytest.raises(FrameError):
         OfdmLayout(cp_len=64)
+
+
+def test_fixed_sequences_are_pinned():
+    """The sequences come from PRBS-15, not a library's random generator: any receiver of
+    any version agrees with any transmitter (the values are pinned here)."""
+    import hashlib
+    from gnuradio.semcom.phy.frame import prbs15
+    # a maximal-length sequence: period 2^15 - 1, with 2^14 ones and 2^14 - 1 zeros per period
+    seq = prbs15(2 * 32767, 1)
+    np.testing.assert_array_equal(seq[:32767], seq[32767:])
+    assert seq[:32767].sum() == 2 ** 14
+    assert not np.array_equal(seq[:100], seq[1:101])
+    with pytest.raises(ValueError):
+        prbs15(4, 0)
+    digest = hashlib.sha256(np.concatenate([LAYOUT.sc_word(), LAYOUT.lts_word(), LAYOUT.pn_signs(512),
+                                            LAYOUT.interleaver(512).astype(np.float32)]).tobytes()).hexdigest()
+    assert digest == PINNED, digest
 
 
 def test_schmidl_cox_symbol_has_two_halves_equal_up_to_sign():

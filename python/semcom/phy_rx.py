@@ -1,87 +1,163 @@
 """phy_rx (hier): complex baseband -> one PDU per received frame: the analog payload,
 unequalized by the PHY, with its estimated channel and operating point (phy/estimate.py).
 
-    in ─┬─ ofdm_sync_sc_cfb ── frequency_modulator_fc (CFO) ─┐
-        └─ delay (one symbol) ─────────────────── multiply ──┴─ header_payload_demux
-    header (S&C, LTS, LTS, H1..H4) ─ fft_vcc ─ phy_header_decoder ─ "header_data" ─┘  │
-    payload ─ fft_vcc ─ phy_deframer ─ "pdus"                                          │
+    in ─┬─ ofdm_sync_sc_cfb ─ (fine offset, trigger) ─┐
+        └─ delay (one symbol) ──────────────── phy_sync_tagger ─ header_payload_demux
+    header (S&C, LTS, LTS, H1..H4) ─ phy_header_decoder ─ "header_data" ─┘  │
+    payload ─ phy_deframer ─ "pdus"                                          │
 
-Stock blocks do all per-sample work (sync, frequency correction, demux, FFTs). The two
-Python blocks see one vector per OFDM symbol and work per frame: the header decoder
-estimates h and sigma^2 from the training pair, checks the header's CRC and hands the
-estimates to the payload as tags (header_payload_demux copies the "header_data" dict onto the
-payload's first item); a failed CRC returns PMT_F (the demux drops the frame) and is counted.
-The deframer tracks the pilots' phase, undoes interleaver and PN signs, estimates SNR and
-SINR, and publishes the payload in the unit-signal-power domain (y = h z + i + n, mean
-|h|^2 = 1), MMSE-equalized as the schemes' receivers take it: zhat = w y with metadata "w",
-"h", "snr_db", "sinr_db" (the estimates; "csi": "estimated"), "noise_var",
-"interference_power", "image_id", "seq", "scheme_id", "k", "cfo_rotation".
+Stock blocks do the per-sample work (sync, delay, demux with cyclic-prefix removal). The
+frequency offset the sync measured at a frame's trigger travels with the frame as a tag
+("phy_cfo") and is removed per frame, in numpy, with the FFT: a stream oscillator driven by
+the sync's held estimate (stock ofdm_rx) changes its frequency at every later trigger, and a
+false trigger inside a frame (a few per hundred frames at threshold 0.3) would turn the rest
+of that frame's payload, unnoticed. The three Python blocks see a buffer of samples or one
+vector per OFDM symbol and work per frame:
+
+- phy_sync_tagger: the delayed samples pass through; a trigger becomes a "phy_trigger" tag
+  (which the demux triggers on, and consumes) and a "phy_cfo" tag (the fine offset) on the
+  S&C symbol's first sample.
+- phy_header_decoder: the offset removed, FFT, h and sigma^2 from the training pair, the
+  coded header (Viterbi, CRC); answers the demux with the payload length and the estimates
+  (the demux puts them as tags on the payload's first symbol), or with PMT_F when the header
+  fails (counted in crc_failures, logged once; never fatal).
+- phy_deframer: the offset removed, FFT, pilot phase tracking, interleaver and PN signs
+  undone, SNR and SINR; publishes the payload in the unit-signal-power domain (y = h z + i + n,
+  mean |h|^2 = 1), MMSE-equalized as the schemes' receivers take it: zhat = w y with metadata
+  "w", "h", "snr_db", "sinr_db" (the estimates; "csi": "estimated"), "noise_var",
+  "interference_power", "image_id", "seq", "scheme_id", "k", "cfo", "cfo_rotation".
 """
+
+import collections
 
 import numpy as np
 import pmt
 import torch
-from gnuradio import analog, blocks, digital, fft, gr
+from gnuradio import blocks, digital, gr
 
 from .core.equalizer import mmse_weights
 from .pdu_util import make_pdu
 from .phy.estimate import TRACKING, ChannelEstimate, decode_header, estimate_channel, payload_estimate
-from .phy.frame import HEADER_SYMBOLS, PREAMBLE_SYMBOLS, OfdmLayout
+from .phy.frame import HEADER_SYMBOLS, PREAMBLE_SYMBOLS, FrameError, OfdmLayout
 from .phy.header import HeaderError
 
 FRAME_LEN_TAG = "frame_len"
+CFO_TAG = "phy_cfo"
+TRIGGER_TAG = "phy_trigger"     # the demux consumes its trigger tag, so the offset rides on its own
 HEADER_LEN = PREAMBLE_SYMBOLS + HEADER_SYMBOLS
 
 
-class phy_header_decoder(gr.sync_block):
-    """The header's FFT vectors (natural to this block: shifted, as fft_vcc's), five per frame
-    -> estimates and header -> message "header_data" (a dict, or PMT_F on failure)."""
+def derotate_fft(rows: np.ndarray, layout: OfdmLayout, cfo: float, first_symbol: int) -> np.ndarray:
+    """Time-domain symbols without their cyclic prefixes (frame symbols first_symbol...) ->
+    natural-order FFTs with the frequency offset removed. `cfo` is ofdm_sync_sc_cfb's fine
+    offset (its output 0: the phase advance over half a symbol, radians), i.e. 2 cfo / fft_len
+    radians per sample; the phase origin is the frame's first sample."""
+    rows = np.atleast_2d(rows)
+    m = first_symbol + np.arange(rows.shape[0])
+    n = m[:, None] * layout.symbol_len + layout.cp_len + np.arange(layout.fft_len)[None, :]
+    return np.fft.fft(rows * np.exp(-2j * cfo / layout.fft_len * n), axis=-1)
 
-    def __init__(self, cp_len=16, smooth_taps=0):
+
+def pmt_dict(fields: dict):
+    """A PMT dict of ints, floats, strings and complex vectors."""
+    d = pmt.make_dict()
+    for key, value in fields.items():
+        if isinstance(value, (bool, np.bool_)):
+            v = pmt.from_bool(bool(value))
+        elif isinstance(value, (int, np.integer)):
+            v = pmt.from_long(int(value))
+        elif isinstance(value, str):
+            v = pmt.intern(value)
+        elif isinstance(value, np.ndarray):
+            v = pmt.init_c32vector(value.size, value.astype(np.complex64))
+        else:
+            v = pmt.from_double(float(value))
+        d = pmt.dict_add(d, pmt.intern(key), v)
+    return d
+
+
+class phy_sync_tagger(gr.sync_block):
+    """Inputs: the (one-symbol delayed) samples, ofdm_sync_sc_cfb's fine offset and trigger.
+    Output: the samples, with a "phy_trigger" tag (for the demux) and a "phy_cfo" tag (the
+    offset at the trigger) where a frame starts."""
+
+    def __init__(self):
+        gr.sync_block.__init__(self, name="phy_sync_tagger", in_sig=[np.complex64, np.float32, np.int8],
+                               out_sig=[np.complex64])
+        self.triggers = 0
+
+    def work(self, input_items, output_items):
+        samples, offset, trigger = input_items
+        n = len(output_items[0])
+        output_items[0][:] = samples[:n]
+        start = self.nitems_written(0)
+        for i in np.flatnonzero(trigger[:n]):
+            self.add_item_tag(0, start + int(i), pmt.intern(CFO_TAG), pmt.from_double(float(offset[i])))
+            self.add_item_tag(0, start + int(i), pmt.intern(TRIGGER_TAG), pmt.PMT_T)
+            self.triggers += 1
+        return n
+
+
+class phy_header_decoder(gr.sync_block):
+    """The header's time-domain symbols (CP removed), HEADER_LEN per frame, the first tagged
+    with the frame's offset -> estimates and header -> message "header_data" (a dict, or
+    PMT_F on failure)."""
+
+    def __init__(self, cp_len=16, smooth_taps=17):
         self.layout = OfdmLayout(cp_len=int(cp_len))
+        if not 0 <= int(smooth_taps) < len(self.layout.active_carriers):
+            raise ValueError(f"smooth_taps must be in 0..{len(self.layout.active_carriers) - 1}, got {smooth_taps}")
         gr.sync_block.__init__(self, name="phy_header_decoder",
                                in_sig=[(np.complex64, self.layout.fft_len)], out_sig=None)
         self.smooth_taps = int(smooth_taps)
         self.frames = 0         # headers that passed
         self.crc_failures = 0   # headers rejected (CRC, version, padding): their frames are dropped
-        self._rows = []
+        self.errors = 0         # frames this block failed on (logged): dropped like a failed header
+        self._rows, self._cfo = [], 0.0
         self.message_port_register_out(pmt.intern("header_data"))
 
     def work(self, input_items, output_items):
         # The demux sends exactly HEADER_LEN symbols per trigger and waits for this block's
         # answer before the next header, so counting symbols keeps the frames aligned.
         vectors = input_items[0]
-        for v in vectors:
-            self._rows.append(np.fft.ifftshift(np.asarray(v)))
+        start = self.nitems_read(0)
+        cfo_at = {t.offset - start: pmt.to_double(t.value)
+                  for t in self.get_tags_in_window(0, 0, len(vectors), pmt.intern(CFO_TAG))}
+        for i, v in enumerate(vectors):
+            if not self._rows:
+                self._cfo = cfo_at.get(i, 0.0)
+            self._rows.append(np.array(v))
             if len(self._rows) == HEADER_LEN:
-                self._frame(np.stack(self._rows))
-                self._rows = []
+                rows, self._rows = np.stack(self._rows), []
+                try:
+                    answer = self._frame(rows)
+                except Exception as exc:   # never leave the demux waiting for an answer
+                    self.errors += 1
+                    self.logger.error(f"dropped a frame ({type(exc).__name__}: {exc})")
+                    answer = pmt.PMT_F
+                self.message_port_pub(pmt.intern("header_data"), answer)
         return len(vectors)
 
     def _frame(self, rows):
-        est = estimate_channel(rows[1], rows[2], self.layout, self.smooth_taps)
+        Y = derotate_fft(rows, self.layout, self._cfo, 0)
+        est = estimate_channel(Y[1], Y[2], self.layout, self.smooth_taps)
         try:
-            header = decode_header(rows[PREAMBLE_SYMBOLS:], est, self.layout)
+            header = decode_header(Y[PREAMBLE_SYMBOLS:], est, self.layout)
         except HeaderError as exc:
             self.crc_failures += 1
             if self.crc_failures == 1:
                 self.logger.warn(f"dropped a frame: {exc} (counted in crc_failures; logged once)")
-            self.message_port_pub(pmt.intern("header_data"), pmt.PMT_F)
-            return
+            return pmt.PMT_F
         self.frames += 1
-        d = {FRAME_LEN_TAG: self.layout.payload_symbols(header.k), "image_id": header.image_id,
-             "seq": header.seq, "scheme_id": header.scheme_id, "k": header.k,
-             "phy_noise_var": est.noise_var, "phy_error_var": est.error_var, "cfo_rotation": est.rotation}
-        msg = pmt.make_dict()
-        for key, value in d.items():
-            msg = pmt.dict_add(msg, pmt.intern(key), pmt.from_long(value) if isinstance(value, int)
-                               else pmt.from_double(value))
-        msg = pmt.dict_add(msg, pmt.intern("phy_h"), pmt.init_c32vector(est.h.size, est.h.astype(np.complex64)))
-        self.message_port_pub(pmt.intern("header_data"), msg)
+        return pmt_dict({FRAME_LEN_TAG: self.layout.payload_symbols(header.k), "image_id": header.image_id,
+                         "seq": header.seq, "scheme_id": header.scheme_id, "k": header.k,
+                         "phy_noise_var": est.noise_var, "phy_error_var": est.error_var,
+                         "cfo_rotation": est.rotation, "cfo": self._cfo, "phy_h": est.h})
 
 
 class phy_deframer(gr.sync_block):
-    """The payload's FFT vectors with the header's tags on the first -> one PDU per frame."""
+    """The payload's time-domain symbols (CP removed) with the header's tags on the first ->
+    one PDU per frame."""
 
     def __init__(self, cp_len=16, tracking="linear"):
         self.layout = OfdmLayout(cp_len=int(cp_len))
@@ -91,7 +167,9 @@ class phy_deframer(gr.sync_block):
                                in_sig=[(np.complex64, self.layout.fft_len)], out_sig=None)
         self.tracking = tracking
         self.frames = 0
+        self.errors = 0
         self.last = None           # the last PayloadEstimate (for displays and tests)
+        self.estimates = collections.deque(maxlen=100_000)   # (snr_db, sinr_db) per frame delivered
         self._tags, self._rows, self._need = None, [], 0
         self.message_port_register_out(pmt.intern("pdus"))
 
@@ -109,10 +187,15 @@ class phy_deframer(gr.sync_block):
                 self._need = pmt.to_long(self._tags[FRAME_LEN_TAG])
             if self._tags is None:
                 continue
-            self._rows.append(np.fft.ifftshift(np.asarray(v)))
+            self._rows.append(np.array(v))
             if len(self._rows) == self._need:
-                self._frame(np.stack(self._rows), self._tags)
+                rows, frame_tags = np.stack(self._rows), self._tags
                 self._tags, self._rows = None, []
+                try:
+                    self._frame(rows, frame_tags)
+                except Exception as exc:
+                    self.errors += 1
+                    self.logger.error(f"dropped a frame ({type(exc).__name__}: {exc})")
         return len(vectors)
 
     def _frame(self, rows, tags):
@@ -121,50 +204,45 @@ class phy_deframer(gr.sync_block):
         est = ChannelEstimate(h=h, noise_var=value("phy_noise_var"), rotation=value("cfo_rotation"),
                               error_var=value("phy_error_var"))
         k = int(value("k"))
-        p = payload_estimate(rows, est, self.layout, k, self.tracking)
+        Y = derotate_fft(rows, self.layout, value("cfo"), HEADER_LEN)
+        p = payload_estimate(Y, est, self.layout, k, self.tracking)
         self.last = p
-        sinr_db = min(p.sinr_db, p.snr_db)
+        self.estimates.append((p.snr_db, p.sinr_db))
         w = mmse_weights(torch.from_numpy(p.h), 1.0, p.noise_var).numpy().astype(np.complex64)
-        zhat = (w * p.y).astype(np.complex64)
-        meta = pmt.make_dict()
-        fields = {"image_id": int(value("image_id")), "seq": int(value("seq")), "scheme_id": int(value("scheme_id")),
-                  "k": k, "snr_db": p.snr_db, "sinr_db": sinr_db, "noise_var": p.noise_var,
-                  "interference_power": p.interference_power, "cfo_rotation": est.rotation}
-        for key, val in fields.items():
-            meta = pmt.dict_add(meta, pmt.intern(key), pmt.from_long(val) if isinstance(val, int)
-                                else pmt.from_double(float(val)))
-        meta = pmt.dict_add(meta, pmt.intern("csi"), pmt.intern("estimated"))
-        meta = pmt.dict_add(meta, pmt.intern("w"), pmt.init_c32vector(k, w))
-        meta = pmt.dict_add(meta, pmt.intern("h"), pmt.init_c32vector(k, p.h))
+        meta = pmt_dict({"image_id": int(value("image_id")), "seq": int(value("seq")),
+                         "scheme_id": int(value("scheme_id")), "k": k, "snr_db": p.snr_db, "sinr_db": p.sinr_db,
+                         "noise_var": p.noise_var, "interference_power": p.interference_power,
+                         "cfo": value("cfo"), "cfo_rotation": est.rotation, "csi": "estimated", "w": w, "h": p.h})
         self.frames += 1
-        self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, zhat))
+        self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, (w * p.y).astype(np.complex64)))
 
 
 class phy_rx(gr.hier_block2):
     """Stream in: complex baseband. Message out "pdus": one per frame whose header passed
-    (see the module's docstring). Counters: frames, crc_failures."""
+    (see the module's docstring). Counters: frames, crc_failures, errors."""
 
     def __init__(self, cp_len=16, smooth_taps=17, tracking="linear", threshold=0.3):
         gr.hier_block2.__init__(self, "phy_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
+        if not 0 < float(threshold) < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.message_port_register_hier_out("pdus")
         lay = self.layout = OfdmLayout(cp_len=int(cp_len))
-        self.sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, float(threshold))
-        self.delay = blocks.delay(gr.sizeof_gr_complex, lay.symbol_len)
-        self.oscillator = analog.frequency_modulator_fc(-2.0 / lay.fft_len)
-        self.mixer = blocks.multiply_cc()
-        self.demux = digital.header_payload_demux(HEADER_LEN, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
-        self.header_fft = fft.fft_vcc(lay.fft_len, True, (), True)
-        self.payload_fft = fft.fft_vcc(lay.fft_len, True, (), True)
         self.header_decoder = phy_header_decoder(cp_len, smooth_taps)
         self.deframer = phy_deframer(cp_len, tracking)
+        self.sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, float(threshold))
+        self.delay = blocks.delay(gr.sizeof_gr_complex, lay.symbol_len)
+        self.tagger = phy_sync_tagger()
+        self.demux = digital.header_payload_demux(HEADER_LEN, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, TRIGGER_TAG,
+                                                  True)
         self.connect(self, self.sync)
-        self.connect(self, self.delay, (self.mixer, 0), (self.demux, 0))
-        self.connect((self.sync, 0), self.oscillator, (self.mixer, 1))
-        self.connect((self.sync, 1), (self.demux, 1))
-        self.connect((self.demux, 0), self.header_fft, self.header_decoder)
+        self.connect(self, self.delay, (self.tagger, 0))
+        self.connect((self.sync, 0), (self.tagger, 1))
+        self.connect((self.sync, 1), (self.tagger, 2))
+        self.connect(self.tagger, self.demux)
+        self.connect((self.demux, 0), self.header_decoder)
         self.msg_connect(self.header_decoder, "header_data", self.demux, "header_data")
-        self.connect((self.demux, 1), self.payload_fft, self.deframer)
+        self.connect((self.demux, 1), self.deframer)
         self.msg_connect(self.deframer, "pdus", self, "pdus")
 
     @property
@@ -174,3 +252,7 @@ class phy_rx(gr.hier_block2):
     @property
     def crc_failures(self):
         return self.header_decoder.crc_failures
+
+    @property
+    def errors(self):
+        return self.header_decoder.errors + self.deframer.errors

@@ -18,8 +18,9 @@ All quantities are per carrier in the FFT domain of frame.py (unnormalised trans
 - SNR = G / sigma^2 with G = mean_c |h_c|^2 - e, e the estimate's own noise per carrier
   (sigma^2/2 for the mean of two symbols; sigma^2/2 * taps/K after smoothing).
   SINR from the payload's power: E|y|^2 = E|h|^2 + P_i + sigma^2 (unit-power symbols), so
-  P_i = max(mean |y|^2 - (mean |h|^2 - e) - sigma^2, 0) over the payload's symbols and
-  SINR = G / (P_i + sigma^2).
+  P_i = mean |y|^2 - (mean |h|^2 - e) - sigma^2 over the payload's symbols, reported as 0
+  unless it exceeds twice its standard error (the payload's power varies with the unknown
+  |z_i|^2 on carriers of different |h_i|^2), and SINR = G / (P_i + sigma^2) <= SNR.
 """
 
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .frame import DATA_CARRIERS, HEADER_SYMBOLS, PILOT_CARRIERS, PILOT_SYMBOLS,
 from .header import Header, unpack_header
 
 TRACKING = ("linear", "per-symbol")
+SIGNIFICANCE = 2.0      # standard errors the interference power must exceed to be reported
 NOISE_FLOOR = 1e-6      # relative to the channel power: SNR estimates stop at 60 dB
 # Symbol index (within the frame, S&C = 0) where the training pair's estimate holds: between them.
 _LTS_TIME = 1.5
@@ -154,7 +156,15 @@ def payload_estimate(body: np.ndarray, est: ChannelEstimate, layout: OfdmLayout,
     y = y * signs                            # s y = h z + s n: the noise stays white
     g = est.gain
     signal = float(np.mean(np.abs(h) ** 2)) - est.error_var
-    interference = max(float(np.mean(np.abs(y) ** 2)) - signal - est.noise_var, 0.0)
+    power = np.abs(y) ** 2
+    interference = float(np.mean(power)) - signal - est.noise_var
+    # Its standard error: the payload's power fluctuates with |h_i|^2 |z_i|^2 (z unknown) and
+    # the channel's power estimate with its own noise. Below SIGNIFICANCE of them the
+    # interference is reported as none rather than as noise (a clipped estimate would
+    # otherwise report interference on every channel without any).
+    error = np.sqrt(np.var(power) / k + 2 * g * est.error_var / len(DATA_CARRIERS))
+    if interference < SIGNIFICANCE * error:
+        interference = 0.0
     scale = 1 / np.sqrt(g)
     noise = est.noise_var / g
     snr_db = float(10 * np.log10(1 / noise))

@@ -24,6 +24,8 @@ transmitter scales the IFFT output by 1/sqrt(active carriers) (unit mean sample 
 the back-off.
 """
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +38,26 @@ DATA_CARRIERS = tuple(c for c in range(-26, 27) if c != 0 and c not in PILOT_CAR
 HEADER_SYMBOLS = 4
 HEADER_BITS = HEADER_SYMBOLS * len(DATA_CARRIERS)   # 192 coded BPSK bits
 PREAMBLE_SYMBOLS = 3                                # S&C + two training symbols
-# Fixed sequences of this PHY (any receiver must use the same): their generator seeds.
-_SEED_SC, _SEED_LTS, _SEED_PN, _SEED_INTERLEAVER = 0x5C, 0x1E, 0x3A, 0x17
+# Fixed sequences of this PHY (any receiver must use the same): PRBS-15 (x^15 + x^14 + 1)
+# from these states, so they do not depend on a library's random generator.
+_SEED_SC, _SEED_LTS, _SEED_PN = 0x5C5C, 0x1E1E, 0x3A3A
+_INTERLEAVER_STRIDE = 97      # payload symbol i goes to slot (97 i) mod n: 2 OFDM symbols + 1 carrier apart
+
+
+def prbs15(n: int, state: int) -> np.ndarray:
+    """n bits of the PRBS-15 sequence (x^15 + x^14 + 1) from a non-zero 15-bit state."""
+    if not 0 < state < 2 ** 15:
+        raise ValueError(f"a PRBS-15 state is 1..32767, got {state}")
+    out = np.empty(n, np.uint8)
+    for i in range(n):
+        bit = ((state >> 14) ^ (state >> 13)) & 1
+        state = ((state << 1) | bit) & 0x7FFF
+        out[i] = bit
+    return out
+
+
+def _signs(n: int, state: int) -> np.ndarray:
+    return (1.0 - 2.0 * prbs15(n, state)).astype(np.float32)
 
 
 class FrameError(ValueError):
@@ -91,28 +111,26 @@ class OfdmLayout:
     # --- the fixed sequences ----------------------------------------------------------
     def sc_word(self) -> np.ndarray:
         """The Schmidl & Cox symbol, natural order: BPSK * sqrt(2) on the odd active carriers."""
-        rng = np.random.default_rng(_SEED_SC)
         word = np.zeros(self.fft_len, np.complex64)
         odd = [c for c in self.active_carriers if c % 2]
-        word[self.index(odd)] = np.sqrt(2) * rng.choice([-1.0, 1.0], len(odd))
+        word[self.index(odd)] = np.sqrt(2) * _signs(len(odd), _SEED_SC)
         return word
 
     def lts_word(self) -> np.ndarray:
         """The long training symbol, natural order: BPSK on every active carrier."""
-        rng = np.random.default_rng(_SEED_LTS)
         word = np.zeros(self.fft_len, np.complex64)
-        word[self.index(self.active_carriers)] = rng.choice([-1.0, 1.0], len(self.active_carriers))
+        word[self.index(self.active_carriers)] = _signs(len(self.active_carriers), _SEED_LTS)
         return word
 
     def pn_signs(self, n: int) -> np.ndarray:
         """The payload's PN sign sequence (+-1), its first n values."""
-        return np.random.default_rng(_SEED_PN).choice(np.array([-1.0, 1.0], np.float32), n)
+        return _pn_signs(n)
 
     def interleaver(self, k: int) -> np.ndarray:
         """perm: payload slot j of the frame (carrier-major within each OFDM symbol) carries
-        padded symbol perm[j]. Fixed for a given k."""
-        n = self.payload_symbols(k) * len(DATA_CARRIERS)
-        return np.random.default_rng(_SEED_INTERLEAVER + n).permutation(n)
+        padded symbol perm[j]; symbol i sits in slot (97 i) mod n (n the padded length; the
+        stride grows by 2 if it shares a factor with n). Fixed for a given k."""
+        return _interleaver(self.payload_symbols(k) * len(DATA_CARRIERS))
 
     # --- payload <-> data-carrier stream ----------------------------------------------
     def spread_payload(self, z: np.ndarray) -> np.ndarray:
@@ -158,6 +176,16 @@ class OfdmLayout:
         body[:, self.index(PILOT_CARRIERS)] = PILOT_SYMBOLS
         return grid
 
+    def payload_only_grid(self, u: np.ndarray) -> np.ndarray:
+        """A co-channel interferer's frame: its symbols on the payload's data carriers (PN
+        signs, interleaver), nothing on the preamble, header or pilots (orthogonal training;
+        docs/ota.md)."""
+        stream = self.spread_payload(u)
+        rows = stream.size // len(DATA_CARRIERS)
+        grid = np.zeros((PREAMBLE_SYMBOLS + HEADER_SYMBOLS + rows, self.fft_len), np.complex64)
+        grid[PREAMBLE_SYMBOLS + HEADER_SYMBOLS:, self.index(DATA_CARRIERS)] = stream.reshape(rows, len(DATA_CARRIERS))
+        return grid
+
     def tx_scale(self, backoff_db: float = 0.0) -> float:
         """The IFFT output's scale: unit mean sample power, less the back-off."""
         return float(10 ** (-backoff_db / 20) / np.sqrt(len(self.active_carriers)))
@@ -172,6 +200,28 @@ class OfdmLayout:
         """Frame-aligned time samples -> (n_symbols, fft_len) natural-order FFT outputs."""
         body = np.asarray(samples)[:n_symbols * self.symbol_len].reshape(n_symbols, self.symbol_len)
         return np.fft.fft(body[:, self.cp_len:], axis=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _pn_cached(n: int) -> np.ndarray:
+    out = _signs(n, _SEED_PN)
+    out.flags.writeable = False
+    return out
+
+
+def _pn_signs(n: int) -> np.ndarray:
+    return _pn_cached(int(n))
+
+
+@functools.lru_cache(maxsize=16)
+def _interleaver(n: int) -> np.ndarray:
+    stride = _INTERLEAVER_STRIDE
+    while math.gcd(stride, n) != 1:
+        stride += 2
+    perm = np.empty(n, np.int64)
+    perm[(stride * np.arange(n)) % n] = np.arange(n)
+    perm.flags.writeable = False
+    return perm
 
 
 def papr_db(samples: np.ndarray) -> float:

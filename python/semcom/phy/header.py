@@ -71,18 +71,20 @@ def viterbi_decode(soft: np.ndarray) -> np.ndarray:
     bit = dst >> 5                                   # the input bit that leads into dst
     pred = np.stack([(dst & 31) << 1, ((dst & 31) << 1) | 1])   # its two predecessor states
     branch = _SYM[pred, bit[None, :]]                # (2, states, 2) coded +-1 of each branch
+    metrics = np.einsum("psc,tc->tps", branch, soft)   # every branch metric of every step at once
     metric = np.full(_STATES, -np.inf)
     metric[0] = 0.0
-    choice = np.zeros((soft.shape[0], _STATES), np.int8)
-    for t, pair in enumerate(soft):
-        cand = metric[pred] + branch @ pair          # (2, states)
-        choice[t] = np.argmax(cand, axis=0)
-        metric = cand.max(axis=0)
+    choice = np.empty((soft.shape[0], _STATES), bool)
+    p0, p1 = pred
+    for t in range(soft.shape[0]):
+        a, b = metric[p0] + metrics[t, 0], metric[p1] + metrics[t, 1]   # add
+        choice[t] = b > a                                                  # compare
+        metric = np.where(choice[t], b, a)                                 # select
     bits = np.zeros(soft.shape[0], np.uint8)
     state = 0
     for t in range(soft.shape[0] - 1, -1, -1):
         bits[t] = state >> 5
-        state = int(pred[choice[t, state], state])
+        state = int(pred[int(choice[t, state]), state])
     return bits
 
 

@@ -31,46 +31,66 @@ class BatchResult:
     errors: list                    # one message per lost batch
     extra: dict                     # the scheme's extra columns, of its last batch
     symbols_per_image: int          # complex channel uses per image the scheme sent (0: none sent)
+    snr_est_db: list = None         # the OFDM PHY's per-image SNR and SINR (with phy; else None)
+    sinr_est_db: list = None
 
 
 @torch.no_grad()
 def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr_db: float,
              user_model: str, interferer_model: str, receiver: str = "mmse",
              coherence_len: int = 1, seed: int = 0, batch_size: int = 256,
-             progress: Optional[callable] = None, receiver_options: Optional[dict] = None) -> BatchResult:
+             progress: Optional[callable] = None, receiver_options: Optional[dict] = None,
+             phy=None) -> BatchResult:
     """Send `images` with the scheme `receiver` (its transmitter and receiver) at one
-    operating point; the batches whose backend call fails are lost and counted."""
+    operating point; the batches whose backend call fails are lost and counted. `phy`: None
+    (symbols straight through the channel) or an OfdmLink (the OFDM frame in numpy, with
+    genie or estimated CSI: phy/link.py)."""
     from . import check
     check(receiver, receiver_options, channel_type)
     gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     n = len(images)
     interferer_images = images[::-1]
     out, lat, kept, errors, nfe, extra, k = [], [], [], [], [], {}, 0
+    snr_est, sinr_est = [], []
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         try:
-            x, obs = equalized_batch(backend, images[sl], np.ascontiguousarray(interferer_images[sl]), channel_type,
-                                     snr_db, sinr_db, user_model, interferer_model, coherence_len, gen, receiver,
-                                     tx_seed=(seed * 1_000_003 + sl.start) % 2 ** 31)
-            obs.options, k = dict(receiver_options or {}), obs.k
-            result = backend.receive(receiver, obs)
+            args = (backend, images[sl], np.ascontiguousarray(interferer_images[sl]), channel_type, snr_db, sinr_db,
+                    user_model, interferer_model)
+            tx_seed = (seed * 1_000_003 + sl.start) % 2 ** 31
+            received = np.arange(sl.stop - sl.start)
+            if phy is None:
+                x, obs = equalized_batch(*args, coherence_len, gen, receiver, tx_seed=tx_seed)
+                obs.options, k = dict(receiver_options or {}), obs.k
+                result = backend.receive(receiver, obs)
+            else:
+                x, result, frames, received = ofdm_batch(*args, phy, rng, gen, receiver, receiver_options, tx_seed)
+                k = x.shape[1] // 2
+                x = x[received]
+                snr_est += [f.snr_db for f in frames]
+                sinr_est += [f.sinr_db for f in frames]
+                if len(received) < sl.stop - sl.start:
+                    errors.append(f"images {sl.start}-{sl.stop - 1}: {sl.stop - sl.start - len(received)} frame "
+                                  "header(s) failed their CRC")
         except BackendError as exc:  # e.g. a dead server: these images are lost, the sweep goes on
             errors.append(f"images {sl.start}-{sl.stop - 1}: {exc}")
         else:
             out.append(result.images)
             if result.latents is not None:
                 lat += metrics.latent_mse_db(torch.from_numpy(result.latents), x).tolist()
-            nfe.append(result.nfe * (sl.stop - sl.start))
+            nfe.append(result.nfe * len(received))
             extra = result.extra
-            kept.append(np.arange(sl.start, sl.stop))
+            kept.append(np.arange(sl.start, sl.stop)[received])
         if progress:
             progress(sl.stop - sl.start)
     shape = (0,) + tuple(images.shape[1:])
     return BatchResult(received=np.concatenate(out) if out else np.zeros(shape, np.uint8),
                        kept=np.concatenate(kept) if kept else np.zeros(0, int), latent_mse_db=lat,
                        seconds=time.perf_counter() - t0, nfe=sum(nfe) / max(1, sum(len(i) for i in kept)), errors=errors, extra=extra,
-                       symbols_per_image=k)
+                       symbols_per_image=k, snr_est_db=snr_est if phy else None,
+                       sinr_est_db=sinr_est if phy else None)
 
 
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
@@ -104,3 +124,68 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
                       channel_type=channel_type, coherence=coherence_len, model=user_model, side_info=sent.side_info,
                       seed=int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
     return complex_to_real(z), obs
+
+
+@dataclass(frozen=True)
+class OfdmLink:
+    """The OFDM PHY in the batch engine: its channel (phy/link.py OfdmChannel) and the CSI the
+    receivers get ("estimated": the PHY's estimates; "genie": the truth)."""
+    channel: object
+    csi: str = "estimated"
+
+
+# Estimated SNR and SINR are rounded to this step (dB) so images with nearly the same
+# estimates share one receiver call; the receivers see the rounded values throughout.
+ESTIMATE_STEP_DB = 0.1
+
+
+def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model, interferer_model,
+               phy: OfdmLink, rng, generator, scheme, receiver_options, tx_seed):
+    """Transmit, send each image's symbols in an OFDM frame (phy/link.py), and run the
+    scheme's receiver on what the PHY hands on: (x, Result, the PHY's PayloadEstimate per
+    image, the indices of the images received), all of the received images in input order
+    (a frame whose header fails its CRC loses its image).
+    The PHY's per-image SNR and SINR become the receiver's operating point (rounded to
+    ESTIMATE_STEP_DB; one receiver call per distinct pair)."""
+    from ..phy.header import scheme_id
+    from ..phy.link import send_frames
+    from . import get
+    from .base import Observation, Result, TxContext
+    if get(scheme).needs_csit:
+        raise ValueError(f"scheme {scheme!r} needs CSI at the transmitter, which the OFDM link does not feed back yet")
+    sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed))
+    z = sent.symbols
+    u = None
+    if not math.isinf(sinr_db):
+        u, _ = to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))
+        u = u.numpy()
+    frames = send_frames(z.numpy(), u, snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))
+    received = np.array([i for i, f in enumerate(frames) if f is not None], int)
+    z, frames = z[received], [frames[i] for i in received]
+    sent_side = [sent.side_info[i] for i in received] if sent.side_info else []
+    if not frames:
+        return complex_to_real(z), Result(images=np.zeros((0,) + images.shape[1:], np.uint8)), [], received
+    step = ESTIMATE_STEP_DB
+    keys = [(round(p.snr_db / step) * step, round(min(p.sinr_db, p.snr_db) / step) * step) for p in frames]
+    images_out, latents, nfe, extra = [None] * len(frames), [None] * len(frames), 0.0, {}
+    for key in sorted(set(keys)):
+        idx = [i for i, kk in enumerate(keys) if kk == key]
+        powers = link_powers(key[0], key[1] if key[1] < key[0] else math.inf)
+        y = torch.from_numpy(np.stack([frames[i].y for i in idx]))
+        h = torch.from_numpy(np.stack([frames[i].h for i in idx]))
+        zhat, w = mmse_equalize(y, h, powers.signal_power, powers.noise_var)
+        side = [sent_side[i] for i in idx] if sent_side else []
+        obs = Observation(zhat=zhat, w=w, h=h, powers=powers, snr_db=key[0], sinr_db=key[1] if key[1] < key[0]
+                          else math.inf, channel_type=channel_type, model=user_model, side_info=side,
+                          options=dict(receiver_options or {}), csi_source=phy.csi,
+                          snr_source="estimated" if phy.csi == "estimated" else "given",
+                          seed=int(torch.randint(2 ** 31 - 1, (1,), generator=generator)))
+        result = backend.receive(scheme, obs)
+        for j, i in enumerate(idx):
+            images_out[i] = result.images[j]
+            latents[i] = None if result.latents is None else result.latents[j]
+        nfe += result.nfe * len(idx)
+        extra = result.extra
+    lat = None if any(v is None for v in latents) else np.stack(latents)
+    result = Result(images=np.stack(images_out), latents=lat, nfe=nfe / len(frames), extra=extra)
+    return complex_to_real(z), result, frames, received
