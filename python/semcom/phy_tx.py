@@ -77,10 +77,36 @@ class phy_framer(gr.basic_block):
             self.message_port_pub(pmt.intern("guard"), make_pdu(pmt.make_dict(), np.zeros(self.guard, np.complex64)))
 
 
+class phy_burst_ack(gr.sync_block):
+    """Samples pass through; when the last sample of a "packet_len"-tagged burst has passed,
+    an "ack" message goes out: a transmitter-only flowgraph (no receiver to acknowledge
+    images) paces its image_source with it and says "done" only after every burst left."""
+
+    def __init__(self):
+        gr.sync_block.__init__(self, name="phy_burst_ack", in_sig=[np.complex64], out_sig=[np.complex64])
+        self.set_tag_propagation_policy(gr.TPP_ONE_TO_ONE)
+        self._ends = collections.deque()
+        self.bursts = 0
+        self.message_port_register_out(pmt.intern("ack"))
+
+    def work(self, input_items, output_items):
+        n = len(output_items[0])
+        output_items[0][:] = input_items[0][:n]
+        start = self.nitems_read(0)
+        for tag in self.get_tags_in_window(0, 0, n, pmt.intern(LENGTH_TAG)):
+            self._ends.append(tag.offset + pmt.to_long(tag.value))
+        while self._ends and self._ends[0] <= start + n:
+            self._ends.popleft()
+            self.bursts += 1
+            self.message_port_pub(pmt.intern("ack"), pmt.PMT_T)
+        return n
+
+
 class phy_tx(gr.hier_block2):
     """Message in "pdus" (a scheme's symbol PDUs, e.g. scheme_transmitter's "symbols");
     stream out: complex baseband at unit mean power less `backoff_db`, "packet_len"-tagged
-    bursts with `guard` zero samples after each.
+    bursts with `guard` zero samples after each. Message out "ack": one per burst once its
+    last sample has left (connect it to the image_source's "ack" where no receiver acknowledges).
 
     payload_only=True: a co-channel interferer's transmitter for simulations: the same burst
     length and payload layout, but nothing on the preamble, header and pilots (the user's
@@ -92,6 +118,7 @@ class phy_tx(gr.hier_block2):
         if int(guard) < 0:
             raise ValueError(f"guard must be >= 0 samples, got {guard}")
         self.message_port_register_hier_in("pdus")
+        self.message_port_register_hier_out("ack")
         self.layout = OfdmLayout(cp_len=int(cp_len))
         lay = self.layout
         self.framer = phy_framer(cp_len, guard, payload_only=payload_only)
@@ -99,8 +126,10 @@ class phy_tx(gr.hier_block2):
         self.scale = blocks.multiply_const_cc(lay.tx_scale(float(backoff_db)))
         self.msg_connect(self, "pdus", self.framer, "pdus")
         self.msg_connect(self.framer, "pdus", self.to_stream, "pdus")
+        self.burst_ack = phy_burst_ack()
+        self.msg_connect(self.burst_ack, "ack", self, "ack")
         if payload_only:
-            self.connect(self.to_stream, self.scale, self)
+            self.connect(self.to_stream, self.scale, self.burst_ack, self)
             return
         shifted = lambda word: [complex(v) for v in np.fft.fftshift(word)]
         self.allocator = digital.ofdm_carrier_allocator_cvc(
@@ -115,9 +144,9 @@ class phy_tx(gr.hier_block2):
             self.msg_connect(self.framer, "guard", self.guard_stream, "pdus")
             self.connect(self.prefixer, (self.join, 0))
             self.connect(self.guard_stream, (self.join, 1))
-            self.connect(self.join, self.scale, self)
+            self.connect(self.join, self.scale, self.burst_ack, self)
         else:
-            self.connect(self.prefixer, self.scale, self)
+            self.connect(self.prefixer, self.scale, self.burst_ack, self)
 
     def set_backoff_db(self, backoff_db):
         self.scale.set_k(self.layout.tx_scale(float(backoff_db)))
