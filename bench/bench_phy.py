@@ -70,6 +70,24 @@ def estimates(frames, seed):
           f"{np.percentile(papr, 99):.2f} dB, max {np.max(papr):.2f} dB")
 
 
+def per_frame_costs(seed, repeats=200):
+    """The numpy work phy_rx does per frame, each stage alone (ms per frame)."""
+    from gnuradio.semcom.phy.estimate import decode_header
+    rng = np.random.default_rng(seed)
+    _, x = frame(rng)
+    Y = LAYOUT.demodulate(sim.through_channel(x, [1.0], 20.0, rng, LAYOUT), LAYOUT.frame_symbols(512))
+    est = estimate_channel(Y[1], Y[2], LAYOUT, 17)
+    stages = {"channel and noise estimate (17-tap smoothing)": lambda: estimate_channel(Y[1], Y[2], LAYOUT, 17),
+              "header (pilots, soft Viterbi, CRC)": lambda: decode_header(Y[PREAMBLE_SYMBOLS:BODY], est, LAYOUT),
+              "payload (pilots, de-interleave, SNR/SINR)": lambda: payload_estimate(Y[BODY:], est, LAYOUT, 512)}
+    print("\nper-frame numpy work of phy_rx, each stage alone:")
+    for name, fn in stages.items():
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        print(f"  {name}: {(time.perf_counter() - t0) / repeats * 1e3:.2f} ms")
+
+
 def throughput(n_samples, seed):
     from gnuradio import blocks, channels, gr
     from gnuradio.semcom import phy_rx
@@ -114,6 +132,7 @@ def main(argv=None):
         ap.error("--frames must be >= 1 and --samples >= 10000")
     print(f"bench_phy: {' '.join(sys.argv)}")
     estimates(args.frames, args.seed)
+    per_frame_costs(args.seed)
     throughput(args.samples, args.seed)
 
 

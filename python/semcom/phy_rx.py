@@ -45,6 +45,10 @@ FRAME_LEN_TAG = "frame_len"
 CFO_TAG = "phy_cfo"
 TRIGGER_TAG = "phy_trigger"     # the demux consumes its trigger tag, so the offset rides on its own
 HEADER_LEN = PREAMBLE_SYMBOLS + HEADER_SYMBOLS
+# phy_rx's ports for displays: "payload" (c32: y before equalization, unit signal power),
+# "channel" (f32: |h| over the 64 carriers, DC in the middle, unit mean power), "estimates"
+# (f32: [snr_db, sinr_db]); one PDU per frame each.
+DISPLAY_PORTS = ("payload", "channel", "estimates")
 
 
 def derotate_fft(rows: np.ndarray, layout: OfdmLayout, cfo: float, first_symbol: int) -> np.ndarray:
@@ -171,7 +175,8 @@ class phy_deframer(gr.sync_block):
         self.last = None           # the last PayloadEstimate (for displays and tests)
         self.estimates = collections.deque(maxlen=100_000)   # (snr_db, sinr_db) per frame delivered
         self._tags, self._rows, self._need = None, [], 0
-        self.message_port_register_out(pmt.intern("pdus"))
+        for port in ("pdus",) + DISPLAY_PORTS:
+            self.message_port_register_out(pmt.intern(port))
 
     def work(self, input_items, output_items):
         vectors = input_items[0]
@@ -215,18 +220,26 @@ class phy_deframer(gr.sync_block):
                          "cfo": value("cfo"), "cfo_rotation": est.rotation, "csi": "estimated", "w": w, "h": p.h})
         self.frames += 1
         self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, (w * p.y).astype(np.complex64)))
+        # for displays: the payload before equalization, |h| across the band, the estimates
+        ids = pmt_dict({"image_id": int(value("image_id"))})
+        self.message_port_pub(pmt.intern("payload"), make_pdu(ids, p.y))
+        band = np.abs(np.fft.fftshift(h)) / np.sqrt(max(p.gain, 1e-30))
+        self.message_port_pub(pmt.intern("channel"), make_pdu(ids, band.astype(np.float32)))
+        self.message_port_pub(pmt.intern("estimates"), make_pdu(ids, np.array([p.snr_db, p.sinr_db], np.float32)))
 
 
 class phy_rx(gr.hier_block2):
     """Stream in: complex baseband. Message out "pdus": one per frame whose header passed
-    (see the module's docstring). Counters: frames, crc_failures, errors."""
+    (see the module's docstring); "payload", "channel", "estimates" for displays
+    (DISPLAY_PORTS). Counters: frames, crc_failures, errors."""
 
     def __init__(self, cp_len=16, smooth_taps=17, tracking="linear", threshold=0.3):
         gr.hier_block2.__init__(self, "phy_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         if not 0 < float(threshold) < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        self.message_port_register_hier_out("pdus")
+        for port in ("pdus",) + DISPLAY_PORTS:
+            self.message_port_register_hier_out(port)
         lay = self.layout = OfdmLayout(cp_len=int(cp_len))
         self.header_decoder = phy_header_decoder(cp_len, smooth_taps)
         self.deframer = phy_deframer(cp_len, tracking)
@@ -243,7 +256,8 @@ class phy_rx(gr.hier_block2):
         self.connect((self.demux, 0), self.header_decoder)
         self.msg_connect(self.header_decoder, "header_data", self.demux, "header_data")
         self.connect((self.demux, 1), self.deframer)
-        self.msg_connect(self.deframer, "pdus", self, "pdus")
+        for port in ("pdus",) + DISPLAY_PORTS:
+            self.msg_connect(self.deframer, port, self, port)
 
     @property
     def frames(self):

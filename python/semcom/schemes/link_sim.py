@@ -67,8 +67,7 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
                 result = backend.receive(receiver, obs)
             else:
                 x, result, frames, received = ofdm_batch(*args, phy, rng, gen, receiver, receiver_options, tx_seed)
-                k = x.shape[1] // 2
-                x = x[received]
+                k = x.shape[1] // 2          # x: the received images' symbols only
                 snr_est += [f.snr_db for f in frames]
                 sinr_est += [f.sinr_db for f in frames]
                 if len(received) < sl.stop - sl.start:
