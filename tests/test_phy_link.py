@@ -75,3 +75,32 @@ def test_bad_taps_are_one_clear_error():
     assert parse_taps("1, 0.5") == (1.0, 0.5)
     with pytest.raises(ValueError, match="csi"):
         send_frames(np.ones((1, 48)), None, 10.0, math.inf, OfdmChannel(), "perfect", np.random.default_rng(0))
+
+
+@pytest.mark.slow
+@needs_cifar10
+def test_flowgraph_engine_over_the_phy_agrees_with_the_batch_engine():
+    """run_link's two engines over the OFDM PHY, flat channel, estimated CSI, with the
+    co-channel interferer at SINR 5 dB and a frequency offset on the flowgraph (its sync and
+    per-frame correction take it out): every image arrives, and PSNR, SNR and SINR estimates
+    agree within the draws' noise."""
+    import json
+    import subprocess
+    import sys
+    from conftest import REPO
+    common = ["--dataset", f"npz:{DATA / 'cifar10_test.npz'}[:24]", "--snr", "20", "--sinr", "inf,5",
+              "--receiver", "mmse", "--phy", "ofdm", "--json", "--no-progress", "--no-lpips", "--seed", "2"]
+    rows = {}
+    for engine, extra in (("batch", []), ("gnuradio", ["--cfo", "0.2"])):
+        res = subprocess.run([sys.executable, str(REPO / "apps" / "run_link.py"), "--engine", engine, "--out",
+                              f"/tmp/phy_engines_{engine}"] + common + extra,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        rows[engine] = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    for b, g in zip(rows["batch"], rows["gnuradio"]):
+        assert g["images"] == b["images"] == 24 and g["lost"] == 0
+        assert g["csi"] == "estimated" and g["phy"] == "ofdm"
+        assert abs(g["psnr_db"] - b["psnr_db"]) < 1.0, (g["psnr_db"], b["psnr_db"])
+        assert abs(g["snr_est_db"] - 20.0) < 1.0
+        expected_sinr = 20.0 if g["sinr_db"] is None else 5.0
+        assert abs(g["sinr_est_db"] - expected_sinr) < 1.5, g["sinr_est_db"]
