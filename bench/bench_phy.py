@@ -29,8 +29,7 @@ CHANNELS = {"awgn": [1.0], "3-tap": [1.0, 0.6, 0.3]}
 
 
 def unit_symbols(k, rng):
-    z = rng.standard_normal(k) + 1j * rng.standard_normal(k)
-    return (z / np.sqrt(np.mean(np.abs(z) ** 2))).astype(np.complex64)
+    return sim.unit_symbols(k, rng)
 
 
 def frame(rng, k=512):

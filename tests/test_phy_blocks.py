@@ -13,6 +13,7 @@ from gnuradio import blocks, channels  # noqa: E402
 
 from gnuradio.semcom import phy_rx, phy_tx  # noqa: E402
 from gnuradio.semcom.pdu_util import make_pdu, meta_get  # noqa: E402
+from gnuradio.semcom.phy import sim
 from gnuradio.semcom.phy.frame import OfdmLayout  # noqa: E402
 from gnuradio.semcom.phy.header import Header, pack_header, scheme_id  # noqa: E402
 
@@ -42,8 +43,7 @@ class pdu_poster(gr.basic_block):
 
 
 def unit_symbols(k, rng):
-    z = (rng.standard_normal(k) + 1j * rng.standard_normal(k)).astype(np.complex64)
-    return z / np.sqrt(np.mean(np.abs(z) ** 2))
+    return sim.unit_symbols(k, rng)
 
 
 def symbol_pdu(z, image_id, scheme="mmse"):

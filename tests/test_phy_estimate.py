@@ -18,8 +18,7 @@ TAPS3 = np.array([1.0, 0.6, 0.3])        # tap magnitudes; phases drawn per fram
 
 
 def unit_symbols(k, rng):
-    z = rng.standard_normal(k) + 1j * rng.standard_normal(k)
-    return z / np.sqrt(np.mean(np.abs(z) ** 2))
+    return sim.unit_symbols(k, rng)
 
 
 def through_channel(x, taps, snr_db, rng, cfo=0.0, interference=None):

@@ -4,6 +4,7 @@ payload's spreading, the numpy modulator, the convolutional code and the CRC (GN
 import numpy as np
 import pytest
 
+from gnuradio.semcom.phy import sim
 from gnuradio.semcom.phy.frame import (DATA_CARRIERS, HEADER_BITS, HEADER_SYMBOLS, PILOT_CARRIERS,
                                        PREAMBLE_SYMBOLS, FrameError, OfdmLayout, papr_db)
 from gnuradio.semcom.phy.header import (INFO_BITS, Header, HeaderError, conv_encode, crc16, header_info_bits,
@@ -15,9 +16,7 @@ PINNED = "97dcfc5c59cc7ed68f017c454e803ab44c7ac9da59e3e14147206cf2d23770c9"   # 
 
 
 def unit_symbols(k, seed=0):
-    rng = np.random.default_rng(seed)
-    z = (rng.standard_normal(k) + 1j * rng.standard_normal(k)).astype(np.complex64)
-    return z / np.sqrt(np.mean(np.abs(z) ** 2))
+    return sim.unit_symbols(k, np.random.default_rng(seed))
 
 
 def test_carrier_plan():

@@ -12,6 +12,7 @@ from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.core.models import default_models
 from gnuradio.semcom.inference import get_backend
+from gnuradio.semcom.phy import sim
 from gnuradio.semcom.phy.link import OfdmChannel, parse_taps, send_frames
 from gnuradio.semcom.schemes.link_sim import OfdmLink, simulate
 
@@ -53,10 +54,7 @@ def test_estimated_csi_within_1_db_of_genie_icdm(taps, snr):
 
 def test_genie_reports_the_true_operating_point_and_estimates_come_close():
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((20, 512)) + 1j * rng.standard_normal((20, 512))
-    z /= np.sqrt(np.mean(np.abs(z) ** 2, axis=1, keepdims=True))
-    u = rng.standard_normal((20, 512)) + 1j * rng.standard_normal((20, 512))
-    u /= np.sqrt(np.mean(np.abs(u) ** 2, axis=1, keepdims=True))
+    z, u = sim.unit_symbols((20, 512), rng), sim.unit_symbols((20, 512), rng)
     ch = OfdmChannel((1.0,))
     genie = send_frames(z, u, 20.0, 0.0, ch, "genie", np.random.default_rng(1))
     est = send_frames(z, u, 20.0, 0.0, ch, "estimated", np.random.default_rng(1))

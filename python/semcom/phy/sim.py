@@ -8,6 +8,13 @@ import numpy as np
 from .frame import OfdmLayout
 
 
+def unit_symbols(shape, rng) -> np.ndarray:
+    """Complex Gaussian stand-ins for a scheme's symbols, each row scaled to mean |z|^2 = 1
+    (as the schemes' transmitters normalise them), complex64."""
+    z = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    return (z / np.sqrt(np.mean(np.abs(z) ** 2, axis=-1, keepdims=True))).astype(np.complex64)
+
+
 def noise_variance(layout: OfdmLayout, snr_db: float) -> float:
     """Time-domain noise variance that gives a per-carrier symbol SNR of snr_db at unit mean
     sample power (the noise of the unused carriers does not count)."""
