@@ -179,8 +179,9 @@ def main(argv=None):
             if args.engine == "gnuradio" and args.csi == "genie":
                 raise ValueError("--csi genie over the PHY runs in --engine batch (the GNU Radio chain has only the "
                                  "receiver's estimates)")
-            if not 0 <= args.smooth_taps < 52:
-                raise ValueError(f"--smooth-taps must be in 0..51, got {args.smooth_taps}")
+            if args.coherence != 1:
+                raise ValueError("--coherence is a Rayleigh option of the symbol channel; with --phy ofdm the "
+                                 "channel is --taps (constant over each frame)")
             phy = OfdmLink(OfdmChannel(parse_taps(args.taps), args.smooth_taps), args.csi)
             for r in receivers:
                 if check_receiver(r).needs_csit:
@@ -314,8 +315,9 @@ def main(argv=None):
                 if phy:
                     est = tb.rx_phy.deframer.estimates
                     res = type("PhyEstimates", (), {"snr_est_db": [e[0] for e in est], "sinr_est_db": [e[1] for e in est]})
-                    if tb.rx_phy.crc_failures:
-                        error = f"{tb.rx_phy.crc_failures} frame header(s) failed their CRC"
+                    if tb.rx_phy.crc_failures and not error:
+                        error = (f"{tb.rx_phy.crc_failures} frame header(s) failed their CRC, "
+                                 f"{tb.rx_phy.lost} frame(s) lost in all (sequence gaps)")
                 bar.update(len(images))
             seconds = time.perf_counter() - t0
             n_ok = len(per.get("psnr_db", []))

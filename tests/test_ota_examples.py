@@ -55,6 +55,6 @@ def test_zmq_two_process_link_delivers_every_image_and_ends(tmp_path):
     assert rx.returncode == 0, err[-2000:]
     summary = printed_json(out)
     assert summary["images"] == summary["received"] == 6 and summary["missing"] == 0
-    assert summary["phy"] == {"frames": 6, "crc_failures": 0, "errors": 0}
+    assert summary["phy"] == {"frames": 6, "crc_failures": 0, "lost": 0, "errors": 0}
     assert summary["psnr_db"] > 25
     assert json.loads((tmp_path / "res" / "summary.json").read_text())["received"] == 6

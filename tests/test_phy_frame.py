@@ -12,7 +12,7 @@ from gnuradio.semcom.phy.header import (INFO_BITS, Header, HeaderError, conv_enc
                                         viterbi_decode)
 
 LAYOUT = OfdmLayout()
-PINNED = "97dcfc5c59cc7ed68f017c454e803ab44c7ac9da59e3e14147206cf2d23770c9"   # golden: see test_fixed_sequences_are_pinned
+PINNED = "a6f4ddeb3f8d7dd9eeac64d3a34ab13a3254fb3e406e3d1aabab81a136d339d6"   # golden: see test_fixed_sequences_are_pinned
 
 
 def unit_symbols(k, seed=0):
@@ -60,10 +60,13 @@ def test_payload_spreading_is_undone_by_gather_and_signs(k):
     assert stream.size == LAYOUT.payload_symbols(k) * 48
     back = LAYOUT.gather_payload(stream, k) * LAYOUT.pn_signs(k)
     np.testing.assert_array_equal(back, z)
-    # the interleaver spreads neighbours: consecutive symbols land on different OFDM symbols or far carriers
-    if k == 512:
-        slot = np.argsort(LAYOUT.interleaver(k))[:k]
-        assert np.mean(np.abs(np.diff(slot)) > 4) > 0.9
+    # the interleaver spreads neighbours across the band: consecutive symbols sit at least
+    # 8 carriers apart (a frequency-selective fade hits scattered latent dimensions)
+    slot = np.argsort(LAYOUT.interleaver(k))[:k]
+    carrier = slot % len(DATA_CARRIERS)
+    apart = np.abs(np.diff(carrier))
+    apart = np.minimum(apart, len(DATA_CARRIERS) - apart)
+    assert k < 2 or apart.min() >= 8, apart.min()
 
 
 def test_modulator_power_and_inverse():

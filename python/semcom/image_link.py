@@ -150,6 +150,10 @@ class image_link(gr.top_block):
         self.msg_connect(self.rx, "images", self.sink, "pdus")
         self.msg_connect(self.rx, "pdus", self.sink, "rx_latents")
         self.msg_connect(self.sink, "ack", self.user_source, "ack")
+        # frames the PHY lost are acknowledged too, or the sources' pacing would wait for them
+        self.msg_connect(self.rx_phy, "lost", self.user_source, "ack")
+        if powers.interference_power > 0:
+            self.msg_connect(self.rx_phy, "lost", self.interferer_source, "ack")
 
     def neural_blocks(self):
         """The blocks that run networks (the transmitters, the receiver), upstream first."""

@@ -108,6 +108,11 @@ class image_sink(gr.basic_block):
             with self._lock:
                 self.rx.setdefault(image_id, parts[1])
 
+    def count(self) -> int:
+        """Images received that match a reference (cheap: no metrics)."""
+        with self._lock:
+            return len(set(self.received) & set(self.reference)) if self.reference else len(self.received)
+
     def summary(self):
         """Metrics over the images matched by id (means; per-image lists under "per_image")."""
         with self._lock:

@@ -56,7 +56,7 @@ def stop_when_received(tb, sink, count: int, idle_s: float = 10.0, poll_s: float
         last, seen = None, 0
         while True:
             time.sleep(poll_s)
-            n = sink.summary()["images"]
+            n = sink.count()
             now = time.monotonic()
             if n != seen:
                 seen, last = n, now

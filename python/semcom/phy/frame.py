@@ -41,7 +41,10 @@ PREAMBLE_SYMBOLS = 3                                # S&C + two training symbols
 # Fixed sequences of this PHY (any receiver must use the same): PRBS-15 (x^15 + x^14 + 1)
 # from these states, so they do not depend on a library's random generator.
 _SEED_SC, _SEED_LTS, _SEED_PN = 0x5C5C, 0x1E1E, 0x3A3A
-_INTERLEAVER_STRIDE = 97      # payload symbol i goes to slot (97 i) mod n: 2 OFDM symbols + 1 carrier apart
+# Payload symbol i goes to slot (113 i) mod n: 113 = 2 * 48 + 17, so neighbours sit 17 carriers
+# (a third of the band) and two OFDM symbols apart. (97 = 2 * 48 + 1 kept each symbol on the
+# carrier it would have had without interleaving: neighbours in one fade.)
+_INTERLEAVER_STRIDE = 113
 
 
 def prbs15(n: int, state: int) -> np.ndarray:
@@ -128,7 +131,7 @@ class OfdmLayout:
 
     def interleaver(self, k: int) -> np.ndarray:
         """perm: payload slot j of the frame (carrier-major within each OFDM symbol) carries
-        padded symbol perm[j]; symbol i sits in slot (97 i) mod n (n the padded length; the
+        padded symbol perm[j]; symbol i sits in slot (113 i) mod n (n the padded length; the
         stride grows by 2 if it shares a factor with n). Fixed for a given k."""
         return _interleaver(self.payload_symbols(k) * len(DATA_CARRIERS))
 

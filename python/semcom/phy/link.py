@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import sim
-from .estimate import ChannelEstimate, PayloadEstimate, decode_header, estimate_channel, payload_estimate
+from .estimate import (ChannelEstimate, PayloadEstimate, check_smooth_taps, decode_header, estimate_channel,
+                       payload_estimate)
 from .frame import DATA_CARRIERS, HEADER_SYMBOLS, PREAMBLE_SYMBOLS, OfdmLayout
 from .header import Header, HeaderError, pack_header
 
@@ -40,6 +41,7 @@ class OfdmChannel:
             raise ValueError(f"taps must be a non-empty list of finite magnitudes >= 0, not all 0; got {self.taps}")
         if mags.size > OfdmLayout().cp_len + 1:
             raise ValueError(f"{mags.size} taps exceed the cyclic prefix ({OfdmLayout().cp_len} samples)")
+        check_smooth_taps(self.smooth_taps, OfdmLayout())
 
 
 def parse_taps(text: str) -> tuple:
