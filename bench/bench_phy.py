@@ -32,9 +32,9 @@ def unit_symbols(k, rng):
     return sim.unit_symbols(k, rng)
 
 
-def frame(rng, k=512):
+def frame(rng, k=512, seq=0):
     z = unit_symbols(k, rng)
-    return z, LAYOUT.modulate(LAYOUT.grid(pack_header(Header(scheme_id("mmse"), 0, 0, k)), z))
+    return z, LAYOUT.modulate(LAYOUT.grid(pack_header(Header(scheme_id("mmse"), seq, seq, k)), z))
 
 
 def mmse_error(p, z):
@@ -91,7 +91,9 @@ def throughput(n_samples, seed):
     from gnuradio import blocks, channels, gr
     from gnuradio.semcom import phy_rx
     rng = np.random.default_rng(seed)
-    burst = np.concatenate([np.concatenate([frame(rng)[1], np.zeros(160, np.complex64)]) for _ in range(50)])
+    # 64 frames with sequence numbers 0..63, repeated: the receiver sees a jump back every
+    # 64 frames (a restarted transmitter: logged once, not counted as lost)
+    burst = np.concatenate([np.concatenate([frame(rng, seq=i)[1], np.zeros(160, np.complex64)]) for i in range(64)])
     noise = float(np.sqrt(sim.noise_variance(LAYOUT, 20.0)))
 
     def run(with_rx):

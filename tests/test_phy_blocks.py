@@ -172,3 +172,18 @@ def test_framer_keeps_going_past_the_sequence_field():
     framer.handle(symbol_pdu(z, 1))
     framer.handle(symbol_pdu(z, 2))
     assert framer.frames == 4097 and len(out) == 4      # two frames, each with its guard
+
+
+def test_sequence_gaps_are_acknowledged_as_lost_and_restarts_are_not():
+    from gnuradio.semcom.phy_rx import MAX_GAP, phy_deframer
+    deframer = phy_deframer()
+    sent = []
+    deframer.message_port_pub = lambda port, msg: sent.append(pmt.symbol_to_string(port))
+    for seq in (0, 1, 4, 5, 7):                            # frames 2, 3 and 6 lost
+        deframer._count_gap(seq)
+    assert deframer.lost == 3 and sent == ["lost"] * 3
+    deframer._count_gap(7 + MAX_GAP + 10)                  # a restarted or other transmitter
+    deframer._count_gap(0)                                 # wraps back: also a jump
+    assert deframer.lost == 3 and deframer.resyncs == 2 and len(sent) == 3
+    deframer._count_gap(2)                                 # after the wrap the count goes on
+    assert deframer.lost == 4

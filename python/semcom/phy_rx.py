@@ -62,6 +62,9 @@ TIMING_OFFSET = 4
 # (f32: [snr_db, sinr_db]); one PDU per frame each.
 DISPLAY_PORTS = ("payload", "channel", "estimates")
 SEQ_MODULO = 4096     # the header's 12-bit sequence number
+# A larger jump in the sequence numbers is a transmitter that restarted (or another one), not
+# lost frames: it is logged and not acknowledged (an image source's ack timeout covers it).
+MAX_GAP = 64
 
 
 def derotate_fft(rows: np.ndarray, layout: OfdmLayout, cfo: float, first_symbol: int) -> np.ndarray:
@@ -203,6 +206,7 @@ class phy_deframer(gr.sync_block):
         self.last = None           # the last PayloadEstimate (for displays and tests)
         self.estimates = collections.deque(maxlen=100_000)   # (snr_db, sinr_db) per frame delivered
         self.lost = 0              # frames known lost: gaps in the sequence numbers of delivered frames
+        self.resyncs = 0           # jumps in the sequence numbers larger than MAX_GAP
         self._last_seq = None
         self._tags, self._rows, self._need = None, [], 0
         for port in ("pdus", "lost") + DISPLAY_PORTS:
@@ -265,9 +269,16 @@ class phy_deframer(gr.sync_block):
         does not wait for them."""
         if self._last_seq is not None:
             gap = (seq - self._last_seq - 1) % SEQ_MODULO
-            for _ in range(gap):
-                self.message_port_pub(pmt.intern("lost"), pmt.PMT_T)
-            self.lost += gap
+            if gap > MAX_GAP:
+                self.resyncs += 1
+                if self.resyncs == 1:
+                    self.logger.info(f"sequence jumped from {self._last_seq} to {seq}: a new transmission, not "
+                                     "counted as lost frames (counted in resyncs; logged once)")
+            else:
+                lost = pmt.intern("lost")
+                for _ in range(gap):
+                    self.message_port_pub(lost, pmt.PMT_T)
+                self.lost += gap
         self._last_seq = seq
 
 
