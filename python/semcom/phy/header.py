@@ -6,8 +6,8 @@ four header symbols (192 coded bits).
 The code is IEEE 802.11's (constraint length 7, generators 133 and 171 octal), terminated by
 six zero tail bits and decoded by soft-decision Viterbi; a block interleaver puts adjacent
 coded bits 16 slots (carriers) apart. Uncoded BPSK lost most headers at 5 dB SNR (96 bits at
-a bit error rate of 1-2 %); coded, the header is no longer what limits a frame. The CRC is
-CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over the 74 bits before it; a header whose CRC
+a bit error rate of 1-2 %); coded, headers hold down to about 2 dB on a flat channel. The CRC is
+CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over the 70 bits before it; a header whose CRC
 fails, or whose version or padding is wrong, is rejected (the frame is dropped and counted,
 never decoded). The scheme id is a 16-bit hash of the scheme's name (scheme_id), so it does
 not change when schemes are added.
