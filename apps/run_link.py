@@ -286,6 +286,7 @@ def main(argv=None):
             where = f"{receiver} {channel} SNR {snr:g} SINR {sinr:g}"
             bar.set_description(where)
             t0 = time.perf_counter()
+            snr_est, sinr_est = [], []           # the OFDM PHY's per-image estimates (with --phy ofdm)
             if args.engine == "batch":
                 from gnuradio.semcom.schemes.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
@@ -294,6 +295,7 @@ def main(argv=None):
                 nfe, error = res.nfe, (res.errors[0] if res.errors else None)
                 sent_cbr = res.symbols_per_image / images[0].size if res.symbols_per_image else None
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
+                snr_est, sinr_est = res.snr_est_db or [], res.sinr_est_db or []
                 per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
                        if len(res.kept) else {})
             else:
@@ -313,8 +315,8 @@ def main(argv=None):
                 lost = len(images) - summary["images"]
                 nfe, error, sent_cbr = tb.rx.nfe, tb.first_error(), tb.user_tx.encoder.cbr
                 if phy:
-                    est = tb.rx_phy.deframer.estimates
-                    res = type("PhyEstimates", (), {"snr_est_db": [e[0] for e in est], "sinr_est_db": [e[1] for e in est]})
+                    snr_est = [e[0] for e in tb.rx_phy.deframer.estimates]
+                    sinr_est = [e[1] for e in tb.rx_phy.deframer.estimates]
                     if tb.rx_phy.crc_failures and not error:
                         error = (f"{tb.rx_phy.crc_failures} frame header(s) failed their CRC, "
                                  f"{tb.rx_phy.lost} frame(s) lost in all (sequence gaps)")
@@ -332,8 +334,8 @@ def main(argv=None):
                    "lpips": metrics.mean_or_none(per.get("lpips")),
                    "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
                    "phy": args.phy, "csi": args.csi if phy else "genie",
-                   "snr_est_db": round(metrics.db_mean(res.snr_est_db), 3) if phy and res.snr_est_db else None,
-                   "sinr_est_db": round(metrics.db_mean(res.sinr_est_db), 3) if phy and res.sinr_est_db else None,
+                   "snr_est_db": round(metrics.db_mean(snr_est), 3) if snr_est else None,
+                   "sinr_est_db": round(metrics.db_mean(sinr_est), 3) if sinr_est else None,
                    "seconds": round(seconds, 3), "images_per_s": round(n_ok / seconds, 2) if seconds > 0 else None,
                    "error": error if lost else None}
             # What reproduces the row (receiver, channel, snr_db and sinr_db keep their places).

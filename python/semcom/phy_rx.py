@@ -38,8 +38,8 @@ from gnuradio import blocks, digital, gr
 
 from .core.equalizer import mmse_weights
 from .pdu_util import make_pdu
-from .phy.estimate import (TRACKING, ChannelEstimate, check_smooth_taps, decode_header, estimate_channel,
-                           payload_estimate)
+from .phy.estimate import (TRACKING, ChannelEstimate, check_smooth_taps, decode_header, derotate_fft,
+                           estimate_channel, payload_estimate, refined_cfo)
 from .phy.frame import HEADER_SYMBOLS, PREAMBLE_SYMBOLS, FrameError, OfdmLayout
 from .phy.header import HeaderError
 
@@ -65,17 +65,6 @@ SEQ_MODULO = 4096     # the header's 12-bit sequence number
 # A larger jump in the sequence numbers is a transmitter that restarted (or another one), not
 # lost frames: it is logged and not acknowledged (an image source's ack timeout covers it).
 MAX_GAP = 64
-
-
-def derotate_fft(rows: np.ndarray, layout: OfdmLayout, cfo: float, first_symbol: int) -> np.ndarray:
-    """Time-domain symbols without their cyclic prefixes (frame symbols first_symbol...) ->
-    natural-order FFTs with the frequency offset removed. `cfo` is ofdm_sync_sc_cfb's fine
-    offset (its output 0: the phase advance over half a symbol, radians), i.e. 2 cfo / fft_len
-    radians per sample; the phase origin is the frame's first sample."""
-    rows = np.atleast_2d(rows)
-    m = first_symbol + np.arange(rows.shape[0])
-    n = m[:, None] * layout.symbol_len + layout.cp_len + np.arange(layout.fft_len)[None, :]
-    return np.fft.fft(rows * np.exp(-2j * cfo / layout.fft_len * n), axis=-1)
 
 
 def pmt_dict(fields: dict):
@@ -167,13 +156,8 @@ class phy_header_decoder(gr.sync_block):
         return len(vectors)
 
     def _frame(self, rows):
-        # Two stages: the sync's offset (from half-symbol correlations: noisy at low SNR),
-        # then the residual that turns LTS2 against LTS1, one symbol (80 samples) later,
-        # measured over 52 carriers (unambiguous up to 0.8 subcarrier spacings).
         lay = self.layout
-        cfo = self._cfo
-        Y = derotate_fft(rows, lay, cfo, 0)
-        cfo += estimate_channel(Y[1], Y[2], lay).rotation * lay.fft_len / (2 * lay.symbol_len)
+        cfo = refined_cfo(rows, lay, self._cfo)
         Y = derotate_fft(rows, lay, cfo, 0)
         est = estimate_channel(Y[1], Y[2], lay, self.smooth_taps)
         try:

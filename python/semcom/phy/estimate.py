@@ -63,6 +63,26 @@ def check_smooth_taps(taps, layout: OfdmLayout) -> int:
     return int(taps)
 
 
+def derotate_fft(rows: np.ndarray, layout: OfdmLayout, cfo: float, first_symbol: int) -> np.ndarray:
+    """Time-domain symbols without their cyclic prefixes (frame symbols first_symbol...) ->
+    natural-order FFTs with the frequency offset removed. `cfo` is ofdm_sync_sc_cfb's fine
+    offset (its output 0: the phase advance over half a symbol, radians), i.e. 2 cfo / fft_len
+    radians per sample; the phase origin is the frame's first sample."""
+    rows = np.atleast_2d(rows)
+    m = first_symbol + np.arange(rows.shape[0])
+    n = m[:, None] * layout.symbol_len + layout.cp_len + np.arange(layout.fft_len)[None, :]
+    return np.fft.fft(rows * np.exp(-2j * cfo / layout.fft_len * n), axis=-1)
+
+
+def refined_cfo(rows: np.ndarray, layout: OfdmLayout, cfo: float) -> float:
+    """The sync's offset (from half-symbol correlations: noisy at low SNR) plus the residual
+    that turns LTS2 against LTS1 one symbol later, measured over 52 carriers (unambiguous up
+    to 0.8 subcarrier spacings). rows: the frame's first symbols (S&C, LTS, LTS, ...) without
+    their cyclic prefixes; same units as derotate_fft's cfo."""
+    Y = derotate_fft(rows[:PREAMBLE_SYMBOLS], layout, cfo, 0)
+    return cfo + estimate_channel(Y[1], Y[2], layout).rotation * layout.fft_len / (2 * layout.symbol_len)
+
+
 def smooth_channel(h: np.ndarray, layout: OfdmLayout, taps: int) -> np.ndarray:
     """Project the LS estimate on the active carriers onto the `taps` consecutive delays (of
     the fft_len, circularly) holding most of its energy (least squares)."""

@@ -92,6 +92,13 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
                        sinr_est_db=sinr_est if phy else None)
 
 
+def interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db):
+    """The interfering JSCC user's power-normalised symbols (N, k), or None without one (SINR inf)."""
+    if math.isinf(sinr_db):
+        return None
+    return to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))[0]
+
+
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
                     interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0):
     """Transmit with `scheme`, send through the channel, MMSE-equalize: (x, obs) with x the
@@ -111,9 +118,7 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
         tx.csi, tx.csi_source = draw.h, "genie"
     sent = backend.transmit(scheme, images, tx)
     z = sent.symbols
-    u = None
-    if not math.isinf(sinr_db):
-        u, _ = to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))
+    u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
     if draw is None:
         draw = draw_channel(z.shape, channel_type, coherence_len, generator, z.dtype)
     ch = apply_channel(z, u, draw, link_powers(snr_db, sinr_db))
@@ -154,11 +159,8 @@ def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db
         raise ValueError(f"scheme {scheme!r} needs CSI at the transmitter, which the OFDM link does not feed back yet")
     sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed))
     z = sent.symbols
-    u = None
-    if not math.isinf(sinr_db):
-        u, _ = to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))
-        u = u.numpy()
-    frames = send_frames(z.numpy(), u, snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))
+    u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
+    frames = send_frames(z.numpy(), None if u is None else u.numpy(), snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))
     received = np.array([i for i, f in enumerate(frames) if f is not None], int)
     z, frames = z[received], [frames[i] for i in received]
     sent_side = [sent.side_info[i] for i in received] if sent.side_info else []
