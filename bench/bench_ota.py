@@ -7,7 +7,7 @@ under each impairment, on CIFAR-10 test images; writes docs/results_ota.md and a
 
 1. Genie vs estimated CSI (run_link --phy ofdm --engine batch: numpy frames, aligned): mmse
    over --snr, flat and 3-tap multipath (tap phases drawn per frame), no interferer; then
-   mmse and icdm at SINR 5 dB (--icdm-images).
+   mmse, lmmse-full (icdm's strongest simple control) and icdm at SINR 5 dB (--icdm-images).
 2. Impairments through the GNU Radio chain (run_link --phy ofdm --engine gnuradio: phy_tx,
    gr-channels channel_model, Schmidl & Cox sync, phy_rx): mmse at SNR 10 and 20 dB, each
    impairment alone, estimated CSI; frames lost to failed headers count as lost images.
@@ -68,12 +68,12 @@ def main():
                          f"{fmt(g['psnr_db'] - e['psnr_db'] if e['psnr_db'] is not None else None)} | "
                          f"{fmt(e['snr_est_db'])} | {e['lost']} |")
     icdm = ["--dataset", "cifar10", "--images", str(args.icdm_images), "--out", "/tmp/bench_ota"]
-    lines += ["", f"## mmse and icdm at SINR 5 dB (batch engine, {args.icdm_images} images)", "",
+    lines += ["", f"## mmse, lmmse-full and icdm at SINR 5 dB (batch engine, {args.icdm_images} images)", "",
               "| channel | SNR (dB) | scheme | PSNR genie | PSNR estimated | loss (dB) | SINR estimate (dB) |",
               "|---|---|---|---|---|---|---|"]
     for name, taps in CHANNELS.items():
         rows = {csi: run_link(["--engine", "batch", "--phy", "ofdm", "--csi", csi, "--taps", taps, "--snr", "10,20",
-                               "--sinr", "5", "--receiver", "mmse,icdm"] + icdm, log) for csi in ("genie", "estimated")}
+                               "--sinr", "5", "--receiver", "mmse,lmmse-full,icdm"] + icdm, log) for csi in ("genie", "estimated")}
         for g, e in zip(rows["genie"], rows["estimated"]):
             lines.append(f"| {name} | {g['snr_db']:g} | {g['receiver']} | {fmt(g['psnr_db'])} | {fmt(e['psnr_db'])} | "
                          f"{fmt(g['psnr_db'] - e['psnr_db'])} | {fmt(e['sinr_est_db'])} |")
