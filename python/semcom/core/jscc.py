@@ -23,10 +23,11 @@ power-normalised domain, i.e. `from_symbols(zhat, 1.0)`, NOT divided by the tran
 per-image scale: a receiver is not told that scale. The encoder output scale is therefore
 irrelevant to the link; only its direction matters.
 
-Two architectures are used in gr-semcom, both from this one builder: the *user* (wide, 5x5
-stride-2 convs, PReLU, PixelShuffle upsampling) and the *interferer* (narrower, 3x3 convs,
-GELU, transposed-conv upsampling, more residual blocks), trained on disjoint CIFAR-10 splits.
-See `user_config` / `interferer_config`.
+Two default architectures, both from this one builder: the *user* (wide, 5x5 stride-2 convs,
+PReLU, PixelShuffle upsampling) and the *interferer* (narrower, 3x3 convs, GELU, transposed-conv
+upsampling, more residual blocks), trained on disjoint CIFAR-10 splits with their own seeds.
+See `user_config` / `interferer_config`; apps/train_jscc.py overrides either (the shipped k = 512
+interferer is of the user's family with its own SNR-attention width; docs/models.md).
 
 Training (`train`) puts the channel in the loop: per-image SNR ~ U[snr_min, snr_max] dB,
 P = 1 per image, no interferer, MSE loss, Adam with warm-up + cosine decay, seeded. What a run
