@@ -14,6 +14,11 @@ form, the diagonal covariance diag(E|u_j|^2) / 2 on both halves (closed form; no
 
 writes OUT.safetensors + OUT.json (kind "gaussian-fit"; provenance: command, data, images,
 wall time, effective rank and held-out Gaussian NLL against the unit-power isotropic one).
+
+The encoder is the shipped model of the role (core/models.py jscc_model_for: the user's for
+that channel, the interferer's one AWGN-trained model); --encoder PATH fits the latents of
+another JSCC checkpoint instead (a candidate model, e.g. to read its effective rank before
+shipping it).
 """
 
 import shlex
@@ -60,14 +65,19 @@ def main(argv=None):
     ap.add_argument("--encoder-snr", type=float, default=20.0, help="SNR the encoder is told (the priors': 20)")
     ap.add_argument("--data", default="", help=f"training images (default: the prior's, {TRAIN})")
     ap.add_argument("--seed", type=int, default=0, help="the held-out Rayleigh gains' draws")
+    ap.add_argument("--encoder", default="", metavar="CHECKPOINT",
+                    help="the JSCC model whose latents are fitted: a shipped name or a path without "
+                         "extension (default: the role's shipped model, core/models.py jscc_model_for)")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args(argv)
     t0 = time.time()
     torch.manual_seed(args.seed)
     backend = LocalBackend("cpu")
-    model = jscc_model_for(args.role, args.channel, args.k, (32, 32, 3))
+    model = args.encoder or jscc_model_for(args.role, args.channel, args.k, (32, 32, 3))
     spec = args.data or TRAIN[args.role]
     z, n = encode_symbols(backend, model, spec, args.encoder_snr)
+    if z.shape[1] != args.k:
+        ap.error(f"--encoder {model} sends {z.shape[1]} symbols per image, not --k {args.k}")
     g = fit(z, args.role, args.channel)
     held, _ = encode_symbols(backend, model, HELD_OUT, args.encoder_snr)
     if args.role == "interferer" and args.channel == "rayleigh":

@@ -9,7 +9,7 @@
 One command per shipped model, e.g.
 
     .venv/bin/python apps/train_jscc.py --model user --channel awgn --k 512 \\
-        --epochs 30 --seed 0 --out python/semcom/checkpoints/jscc_user_awgn_k512
+        --epochs 24 --seed 0 --no-progress --out python/semcom/checkpoints/jscc_user_awgn_k512
 
 writes OUT.safetensors + OUT.json (config, CBR, exact command, data files, epochs, steps,
 wall time, seed, per-epoch log and the final test PSNR at SNR 0/5/10/15/20 dB on the first
@@ -19,6 +19,16 @@ wall time, seed, per-epoch log and the final test PSNR at SNR 0/5/10/15/20 dB on
     --dataset mnist: MNIST train images 0-29,999 (user) / 30,000-59,999 (interferer);
                the held-out set is then mnist_test.
 Training SNR ~ U[--snr-min, --snr-max] dB per image, P = 1 per image, no interferer.
+--width/--kernel/--res-blocks/--activation/--upsample/--output override the role's
+architecture (core/jscc.py user_config / interferer_config).
+
+Resumable (core/resume.py, as apps/train_prior.py): after each epoch OUT.resume.safetensors
+(model and Adam tensors) and OUT.resume.json (epoch, step, the data and channel generators'
+states, history, log, arguments) are written atomically; --resume continues from the last
+finished epoch with the very weights of an uninterrupted run; --stop-after N ends this session
+after N epochs (resume files kept). A run is never started over existing resume files without
+--resume, nor resumed with other arguments (only --threads, --no-progress, --resume and
+--stop-after may differ). The resume files are deleted when the model is saved.
 """
 
 import argparse
@@ -35,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def import_core():
-    """(jscc, checkpoint, data) from the source tree if present, else gnuradio.semcom.core.
+    """(jscc, checkpoint, data, resume) from the source tree if present, else gnuradio.semcom.core.
 
     The source package's __init__ loads the compiled GNU Radio extension; the core modules
     need none of it, so 'semcom' is registered as a bare package pointing at
@@ -47,10 +57,10 @@ def import_core():
             pkg = types.ModuleType("semcom")
             pkg.__path__ = [str(src)]
             sys.modules["semcom"] = pkg
-        from semcom.core import checkpoint, data, jscc
+        from semcom.core import checkpoint, data, jscc, resume
     else:  # installed module
-        from gnuradio.semcom.core import checkpoint, data, jscc
-    return jscc, checkpoint, data
+        from gnuradio.semcom.core import checkpoint, data, jscc, resume
+    return jscc, checkpoint, data, resume
 
 
 DEFAULT_TRAIN = {
@@ -61,6 +71,8 @@ DEFAULT_TRAIN = {
 }
 DEFAULT_TEST = {"cifar10": "cifar10_test", "mnist": "mnist_test"}
 FINAL_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
+# Arguments that may differ between a run and its resumption (they do not change the result).
+SESSION_ARGS = ("resume", "stop_after", "threads", "no_progress")
 
 
 def int_at_least(minimum):
@@ -97,9 +109,8 @@ def positive_float(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Train a gr-semcom deep-JSCC model (channel in the loop) and save it as "
-                    "OUT.safetensors + OUT.json.")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("user", "interferer"), required=True,
                    help="architecture: the user's model or the (different) interferer's")
     p.add_argument("--channel", choices=("awgn", "rayleigh"), required=True,
@@ -129,6 +140,11 @@ def parse_args(argv=None):
     p.add_argument("--width", type=positive_int, default=None, help="override feature width")
     p.add_argument("--kernel", type=positive_int, default=None, help="override kernel size")
     p.add_argument("--res-blocks", type=nonneg_int, default=None, help="override res blocks")
+    p.add_argument("--activation", choices=("prelu", "gelu", "relu"), default=None,
+                   help="override the activation (user: prelu, interferer: gelu)")
+    p.add_argument("--upsample", choices=("pixelshuffle", "convtranspose"), default=None,
+                   help="override the decoder's upsampling (user: pixelshuffle, "
+                        "interferer: convtranspose)")
     p.add_argument("--output", choices=("sigmoid", "clamp"), default=None,
                    help="decoder output: sigmoid (default) or a straight-through clamp "
                         "(use for MNIST, where a sigmoid can get stuck outputting black)")
@@ -140,6 +156,11 @@ def parse_args(argv=None):
                    help="cap steps per epoch (0 = full epochs; for smoke tests)")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.resume.* (the last finished epoch)")
+    p.add_argument("--stop-after", type=nonneg_int, default=0, metavar="N",
+                   help="end this session after N more epochs, keeping the resume files "
+                        "(0: train to the end)")
     args = p.parse_args(argv)
     if args.snr_min > args.snr_max:
         p.error(f"--snr-min ({args.snr_min}) exceeds --snr-max ({args.snr_max})")
@@ -165,8 +186,15 @@ def parse_args(argv=None):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    jscc, checkpoint, data = import_core()
+    jscc, checkpoint, data, resume = import_core()
     import torch
+
+    run_args = {k: v for k, v in vars(args).items() if k not in SESSION_ARGS}
+    try:
+        resume.check_resume(args.out, run_args, args.resume)
+    except checkpoint.CheckpointError as exc:
+        print(f"train_jscc: error: {exc}", file=sys.stderr)
+        return 2
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -187,6 +215,8 @@ def main(argv=None):
 
     overrides = {k: v for k, v in (("width", args.width), ("kernel", args.kernel),
                                    ("res_blocks", args.res_blocks),
+                                   ("activation", args.activation),
+                                   ("upsample", args.upsample),
                                    ("output", args.output)) if v is not None}
     make = jscc.user_config if args.model == "user" else jscc.interferer_config
     try:
@@ -211,16 +241,42 @@ def main(argv=None):
           f"first {args.final_images} at the end)", flush=True)
 
     eval_images = test_set.tensor(0, args.eval_images)
-    log_lines = []
+    log_lines, sessions = [], []
+    state = jscc.start_training(model, settings)
+    if args.resume:
+        try:
+            doc = resume.load_resume(args.out, model, state.optimizer, generators=state.generators)
+        except checkpoint.CheckpointError as exc:
+            print(f"train_jscc: error: {exc}", file=sys.stderr)
+            return 2
+        state.epoch, state.step, state.elapsed_s = doc["epoch"], doc["step"], doc["elapsed_s"]
+        state.history, log_lines, sessions = doc["history"], doc["log"], doc["sessions"]
+        print(f"  resuming {args.out} after epoch {state.epoch} (step {state.step})", flush=True)
+    first = state.epoch + 1
 
     def log(line):
         log_lines.append(line)
         print(line, flush=True)
 
-    t0 = time.time()
+    def save_resume(st):
+        if st.epoch < args.epochs:
+            resume.save_resume(args.out, model, st.optimizer,
+                               {"epoch": st.epoch, "step": st.step, "elapsed_s": st.elapsed_s,
+                                "history": st.history, "log": log_lines,
+                                "sessions": sessions + [{"command": command,
+                                                         "epochs": [first, st.epoch]}],
+                                "args": run_args},
+                               generators=st.generators)
+
     history = jscc.train(model, train_set.images, eval_images, settings, log=log,
-                         progress=not args.no_progress)
-    train_time = time.time() - t0
+                         progress=not args.no_progress, state=state, on_epoch=save_resume,
+                         stop_after=args.stop_after)
+    if state.epoch < args.epochs:
+        print(f"stopped after epoch {state.epoch} of {args.epochs}; continue with --resume",
+              flush=True)
+        return 0
+    sessions = sessions + [{"command": command, "epochs": [first, state.epoch]}]
+    train_time = history["wall_time_s"]
 
     final_images = test_set.tensor(0, args.final_images)
     final = {}
@@ -249,7 +305,7 @@ def main(argv=None):
                                       "([Re; Im] of w*y, not divided by the TX scale)",
                      "augmentation": "random horizontal flip" if settings.flip else None,
                      "seed": args.seed, "threads": args.threads,
-                     "wall_time_s": round(train_time, 1)},
+                     "wall_time_s": round(train_time, 1), "sessions": sessions},
         "test_psnr_db": final,
         "test_psnr_note": "mean per-image PSNR of 8-bit decoded images, first "
                           f"{len(final_images)} of {test_spec}, channel seed {args.seed + 4}",
@@ -261,6 +317,8 @@ def main(argv=None):
     weights, sidecar = checkpoint.save_checkpoint(args.out, model, cfg, meta)
     # round trip: what we ship must load
     checkpoint.load_checkpoint(args.out)
+    for path in resume.resume_paths(args.out):
+        path.unlink(missing_ok=True)
     size = weights.stat().st_size / 1e6
     print(f"saved {weights} ({size:.2f} MB) and {sidecar}; training {train_time:.0f} s",
           flush=True)

@@ -23,14 +23,14 @@ its SHA-256, the noise schedule as data, and provenance: command, data, epochs, 
 time, losses, and the held-out eps-loss of the prior beside its Gaussian on the same draws on
 latents of cifar10_test[5000:10000] - diffusion/prior_eval.py, rerun by apps/eval_prior.py).
 
-Resumable: after each epoch OUT.resume.safetensors (model and optimizer tensors) and
-OUT.resume.json (epoch, step, RNG states, scheduler, history, arguments) are written
-atomically; --resume continues from the last finished epoch with the same result as an
-uninterrupted run; --stop-after N ends this session after N epochs (resume files kept). The
-resume files are deleted when the prior is saved.
+Resumable (core/resume.py, shared with apps/train_jscc.py): after each epoch
+OUT.resume.safetensors (model and optimizer tensors) and OUT.resume.json (epoch, step, RNG
+states, scheduler, history, arguments) are written atomically; --resume continues from the
+last finished epoch with the same result as an uninterrupted run; --stop-after N ends this
+session after N epochs (resume files kept). The resume files are deleted when the prior is
+saved.
 """
 
-import json
 import shlex
 import sys
 import time
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnuradio.semcom.core.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, sha256_file
+from gnuradio.semcom.core.checkpoint import checkpoint_paths, load_checkpoint
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
-from gnuradio.semcom.core.files import atomic_path, write_text_atomic
 from gnuradio.semcom.core.mapping import LATENT_SCALE
 from gnuradio.semcom.core.models import gaussian_name, jscc_model_for
+from gnuradio.semcom.core.resume import check_resume, load_resume, resume_paths, save_resume
 from gnuradio.semcom.diffusion.dit import (LINEAR_SCHEDULE, PRIOR_KIND, DiTConfig, LatentDiT, base_path,
                                            eps_loss, gaussian_base, save_prior, schedule_from_data)
 from gnuradio.semcom.diffusion.gaussian import KIND as GAUSSIAN_KIND
@@ -56,54 +56,6 @@ TRAIN = TRAIN_IMAGES
 HELD_OUT = MONITOR_IMAGES
 # Arguments that may differ between a run and its resumption (they do not change the result).
 SESSION_ARGS = ("resume", "stop_after", "threads", "no_progress")
-
-
-def resume_paths(out):
-    out = Path(out)
-    return out.parent / (out.name + ".resume.safetensors"), out.parent / (out.name + ".resume.json")
-
-
-def save_resume(out, model, opt, sched, gen, state: dict):
-    """The resume pair after a finished epoch: tensors (model, optimizer) then the JSON that
-    names their SHA-256 (written last: it is the commit mark)."""
-    from safetensors.torch import save_file
-    weights, sidecar = resume_paths(out)
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    opt_state = opt.state_dict()
-    for index, entry in opt_state["state"].items():
-        for name, value in entry.items():
-            tensors[f"opt.{index}.{name}"] = value.detach().clone().contiguous()
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp))
-        sha = sha256_file(tmp)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt_state["param_groups"]]
-    doc = dict(state, tensors_sha256=sha, param_groups=groups, scheduler=sched.state_dict(),
-               generator=gen.get_state().tolist(), torch_rng=torch.get_rng_state().tolist())
-    write_text_atomic(sidecar, json.dumps(doc) + "\n")
-
-
-def load_resume(out, model, opt, sched, gen) -> dict:
-    """Restore a run from its resume pair; the state dict saved with it."""
-    from safetensors.torch import load_file
-    weights, sidecar = resume_paths(out)
-    if not sidecar.is_file() or not weights.is_file():
-        raise CheckpointError(f"{sidecar}: no resume files of {out} (nothing to resume)")
-    doc = json.loads(sidecar.read_text())
-    if sha256_file(weights) != doc["tensors_sha256"]:
-        raise CheckpointError(f"{weights}: SHA-256 differs from the one in {sidecar.name} (an interrupted write)")
-    tensors = load_file(str(weights))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    state = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in doc["param_groups"]]
-    opt.load_state_dict({"state": state, "param_groups": groups})
-    sched.load_state_dict(doc["scheduler"])
-    gen.set_state(torch.tensor(doc["generator"], dtype=torch.uint8))
-    torch.set_rng_state(torch.tensor(doc["torch_rng"], dtype=torch.uint8))
-    return doc
 
 
 def parse_args(argv=None):
@@ -152,17 +104,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     run_args = {k: v for k, v in vars(args).items() if k not in SESSION_ARGS}
-    resume_weights, resume_sidecar = resume_paths(args.out)
-    if not args.resume and (resume_weights.exists() or resume_sidecar.exists()):
-        raise CheckpointError(f"{resume_sidecar}: an unfinished run of {args.out} exists; continue it with --resume "
-                              "or delete its resume files")
-    if args.resume:
-        if not resume_sidecar.is_file():
-            raise CheckpointError(f"{resume_sidecar}: no resume files of {args.out} (nothing to resume)")
-        before = json.loads(resume_sidecar.read_text())["args"]
-        if before != run_args:
-            diff = sorted(k for k in set(before) | set(run_args) if before.get(k) != run_args.get(k))
-            raise CheckpointError(f"{resume_sidecar}: the run to resume had other arguments ({', '.join(diff)})")
+    check_resume(args.out, run_args, args.resume)
 
     schedule = schedule_from_data(LINEAR_SCHEDULE)  # recorded as data in the checkpoint
     base, fit = None, None
@@ -197,7 +139,7 @@ def main(argv=None):
     history = {"epoch": [], "train_loss": [], "held_out_loss": []}
     first, step, elapsed, sessions = 1, 0, 0.0, []
     if args.resume:
-        doc = load_resume(args.out, model, opt, sched, gen)
+        doc = load_resume(args.out, model, opt, sched, {"generator": gen})
         first, step, elapsed, history, sessions = (doc["epoch"] + 1, doc["step"], doc["elapsed_s"],
                                                    doc["history"], doc["sessions"])
         print(f"resuming {args.out} after epoch {doc['epoch']} (step {step})", file=sys.stderr, flush=True)
@@ -233,9 +175,10 @@ def main(argv=None):
         print(f"epoch {epoch}/{args.epochs}  train loss {np.mean(losses):.4f}  held-out loss {held:.4f}{versus}  "
               f"{wall:.0f} s", file=sys.stderr, flush=True)
         if epoch < args.epochs:
-            save_resume(args.out, model, opt, sched, gen,
+            save_resume(args.out, model, opt,
                         {"epoch": epoch, "step": step, "elapsed_s": wall, "history": history,
-                         "sessions": sessions + [{"command": command, "epochs": [first, epoch]}], "args": run_args})
+                         "sessions": sessions + [{"command": command, "epochs": [first, epoch]}], "args": run_args},
+                        sched=sched, generators={"generator": gen})
     bar.close()
     if last < args.epochs:
         print(f"stopped after epoch {last} of {args.epochs}; continue with --resume", file=sys.stderr)

@@ -25,6 +25,7 @@ if "semcom" not in sys.modules:
 from semcom.core import checkpoint, data, jscc  # noqa: E402
 from semcom.core.checkpoint import CheckpointError  # noqa: E402
 from semcom.core.models import jscc_model_name  # noqa: E402
+from semcom.core.resume import resume_paths  # noqa: E402
 
 CKPT_DIR = REPO / "python" / "semcom" / "checkpoints"
 SHIPPED = sorted(CKPT_DIR.glob("jscc_*.json"))  # the diffusion priors: test_icdm.py
@@ -415,3 +416,56 @@ def test_app_end_to_end(tmp_path, capsys):
     assert rc == 2
     assert "unknown dataset 'imagenet'" in capsys.readouterr().err
     assert not list(tmp_path.glob("bad*"))
+
+
+@pytest.mark.skipif(not HAVE_CIFAR_TEST, reason="cifar10_test.npz not available")
+def test_app_resumes_to_the_same_result(tmp_path, capsys):
+    """Stopped after one epoch, resumed for one more, then to the end, training ends with the
+    very weights, history and test PSNRs of an uninterrupted run of the same seed (tests/
+    test_prior_residual.py does the same for apps/train_prior.py, core/resume.py serves both);
+    the resume files go when the model is saved; --activation/--upsample reach the config."""
+    app = _load_app()
+    common = ["--model", "interferer", "--channel", "awgn", "--k", "256", "--epochs", "3",
+              "--max-steps-per-epoch", "2", "--batch-size", "8", "--width", "8",
+              "--res-blocks", "1", "--activation", "prelu", "--upsample", "pixelshuffle",
+              "--train-data", "cifar10_test[100:164]", "--eval-images", "8", "--final-images", "8",
+              "--warmup-steps", "2", "--threads", "1", "--seed", "3"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert app.main(common + ["--no-progress", "--out", str(a)]) == 0
+    weights, sidecar = resume_paths(b)
+    assert not any(resume_paths(a)[i].exists() for i in (0, 1))
+    capsys.readouterr()
+    # without --resume there is nothing to resume
+    assert app.main(common + ["--no-progress", "--out", str(b), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert app.main(common + ["--no-progress", "--out", str(b), "--stop-after", "1"]) == 0
+    assert weights.is_file() and json.loads(sidecar.read_text())["epoch"] == 1
+    assert not (tmp_path / "b.json").exists() and not (tmp_path / "b.safetensors").exists()
+    capsys.readouterr()
+    # never silently restarted, never resumed with other arguments
+    assert app.main(common + ["--no-progress", "--out", str(b)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert app.main(common + ["--no-progress", "--out", str(b), "--resume", "--lr", "1e-3"]) == 2
+    assert "other arguments (lr)" in capsys.readouterr().err
+    # an interrupted write (tensors not the ones the JSON names) is refused
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-8] + bytes(8))
+    assert app.main(common + ["--no-progress", "--out", str(b), "--resume"]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+    weights.write_bytes(good)
+    # session-only arguments may differ (here the progress bar)
+    assert app.main(common + ["--out", str(b), "--resume", "--stop-after", "1"]) == 0
+    assert json.loads(sidecar.read_text())["epoch"] == 2
+    assert app.main(common + ["--no-progress", "--out", str(b), "--resume"]) == 0
+    assert not weights.exists() and not sidecar.exists()
+    wa, wb = checkpoint.load_weights(a), checkpoint.load_weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    (_, cfg, da), (_, _, db) = checkpoint.load_checkpoint(a), checkpoint.load_checkpoint(b)
+    assert cfg.activation == "prelu" and cfg.upsample == "pixelshuffle"
+    pa, pb = da["provenance"], db["provenance"]
+    for key in ("epoch", "loss", "test_psnr_db"):
+        assert pa["history"][key] == pb["history"][key], key
+    assert pa["test_psnr_db"] == pb["test_psnr_db"] and pb["training"]["steps"] == 6
+    assert [s["epochs"] for s in pb["training"]["sessions"]] == [[1, 1], [2, 2], [3, 3]]
+    assert [s["epochs"] for s in pa["training"]["sessions"]] == [[1, 3]]
+    assert len(pb["log"]) == len(pa["log"]) == 4  # three epochs and the final PSNR line

@@ -90,8 +90,8 @@ def test_posterior_mean_error_is_the_posterior_variance_and_beats_the_isotropic_
 def test_shipped_fits_load_with_provenance_and_the_interferer_uses_its_bandwidth():
     """The fits are the priors' controls: same data, recorded. The retrained interferer's
     latents are no longer the near-low-rank toy issue 12 reported (171 of 1024 dimensions held
-    99 % of the energy, under half the user's 667): now 441, over half the user's (the issue's
-    goal, within 20 % of the user's, is not reached yet; docs/models.md)."""
+    99 % of the energy, under half the user's 667): the issue's goal, a rank within 20 % of the
+    user's, is met (680; docs/models.md)."""
     from gnuradio.semcom.core.checkpoint import load_checkpoint
     from gnuradio.semcom.core.models import checkpoint_for
     ranks = {}
@@ -104,7 +104,7 @@ def test_shipped_fits_load_with_provenance_and_the_interferer_uses_its_bandwidth
             m = prov["metrics"]
             assert m["held_out_nll_per_dim"] < m["held_out_nll_per_dim_unit_gaussian"]
             ranks[role, channel] = m["effective_rank_99"]
-    assert ranks["interferer", "awgn"] > 0.5 * ranks["user", "awgn"]
+    assert ranks["interferer", "awgn"] >= 0.8 * ranks["user", "awgn"]
 
 
 def test_lmmse_full_on_the_link_beats_lmmse_on_awgn():

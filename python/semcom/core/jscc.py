@@ -23,19 +23,24 @@ power-normalised domain, i.e. `from_symbols(zhat, 1.0)`, NOT divided by the tran
 per-image scale: a receiver is not told that scale. The encoder output scale is therefore
 irrelevant to the link; only its direction matters.
 
-Two architectures are used in gr-semcom, both from this one builder: the *user* (wide, 5x5
-stride-2 convs, PReLU, PixelShuffle upsampling) and the *interferer* (narrower, 3x3 convs,
-GELU, transposed-conv upsampling, more residual blocks), trained on disjoint CIFAR-10 splits.
-See `user_config` / `interferer_config`.
+Two default architectures, both from this one builder: the *user* (wide, 5x5 stride-2 convs,
+PReLU, PixelShuffle upsampling) and the *interferer* (narrower, 3x3 convs, GELU, transposed-conv
+upsampling, more residual blocks), trained on disjoint CIFAR-10 splits with their own seeds.
+See `user_config` / `interferer_config`; apps/train_jscc.py overrides either (the shipped k = 512
+interferer is of the user's family with its own SNR-attention width; docs/models.md).
 
 Training (`train`) puts the channel in the loop: per-image SNR ~ U[snr_min, snr_max] dB,
-P = 1 per image, no interferer, MSE loss, Adam with warm-up + cosine decay, seeded.
+P = 1 per image, no interferer, MSE loss, Adam with warm-up + cosine decay, seeded. What a run
+carries from epoch to epoch is one `TrainState` (optimizer, the data and channel generators,
+epoch, step, history): `train` continues from the one it is given (apps/train_jscc.py restores
+it from resume files, core/resume.py) and hands it to a per-epoch callback after every epoch,
+so an interrupted run resumes to the very weights of an uninterrupted one.
 """
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -418,13 +423,53 @@ def _lr_at(step: int, total: int, st: TrainSettings) -> float:
     return lo + 0.5 * (st.lr - lo) * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+@dataclass
+class TrainState:
+    """Everything a training run carries from one epoch to the next besides the model's
+    weights: the optimizer, the generators of the data (order, flips) and of the channel
+    (SNRs, noise), the last finished epoch, the step count, the time trained so far and the
+    per-epoch history. `start_training` makes the state of a fresh run."""
+    optimizer: torch.optim.Optimizer
+    data_gen: torch.Generator
+    chan_gen: torch.Generator
+    epoch: int = 0            # last finished epoch (0: none yet)
+    step: int = 0             # optimizer steps taken
+    elapsed_s: float = 0.0    # wall time of the finished epochs (all sessions)
+    history: Dict = field(default_factory=lambda: {"epoch": [], "loss": [], "test_psnr_db": [],
+                                                   "seconds": []})
+
+    @property
+    def generators(self) -> Dict[str, torch.Generator]:
+        """The generators by name (as core/resume.py saves and restores them)."""
+        return {"data": self.data_gen, "channel": self.chan_gen}
+
+
+def start_training(model: JSCC, settings: TrainSettings) -> TrainState:
+    """The state of a fresh run of `settings` on `model`: Adam on its parameters and the
+    generators seeded from settings.seed (+1 data, +2 channel)."""
+    st = settings
+    return TrainState(
+        optimizer=torch.optim.Adam(model.parameters(), lr=st.lr, weight_decay=st.weight_decay),
+        data_gen=torch.Generator().manual_seed(st.seed + 1),
+        chan_gen=torch.Generator().manual_seed(st.seed + 2))
+
+
 def train(model: JSCC, train_images: np.ndarray, test_images: torch.Tensor,
           settings: TrainSettings, log: Callable[[str], None] = print,
-          progress: bool = True) -> Dict:
+          progress: bool = True, state: Optional[TrainState] = None,
+          on_epoch: Optional[Callable[[TrainState], None]] = None,
+          stop_after: int = 0) -> Dict:
     """Train `model` with its channel in the loop. Returns a history dict.
 
     train_images: uint8 NHWC array; test_images: float NCHW tensor in [0, 1] (the per-epoch
     PSNR at settings.eval_snr is measured on it, channel seed fixed).
+
+    state: where to continue (the model holding the weights of its last finished epoch);
+    None starts afresh (`start_training`). It is updated in place; after each epoch
+    `on_epoch(state)` is called (e.g. to write resume files). stop_after: end after this many
+    epochs of this call (0: run to settings.epochs); state.epoch says where it stopped.
+    The returned history (state.history plus "steps" and "wall_time_s", both over all
+    sessions) is that of the epochs finished so far.
     """
     from tqdm import tqdm  # only the training loop needs it
 
@@ -434,6 +479,8 @@ def train(model: JSCC, train_images: np.ndarray, test_images: torch.Tensor,
                                           cfg.image_shape[0]):
         raise ValueError(f"training images {train_images.shape[1:]} (H, W, C) do not match "
                          f"the model's image shape {cfg.image_shape} (C, H, W)")
+    if stop_after < 0:
+        raise ValueError(f"stop_after must be >= 0, got {stop_after}")
     n = train_images.shape[0]
     steps_per_epoch = n // st.batch_size
     if st.max_steps_per_epoch:
@@ -442,15 +489,19 @@ def train(model: JSCC, train_images: np.ndarray, test_images: torch.Tensor,
         raise ValueError(f"{n} training images are fewer than one batch of {st.batch_size}")
     total = steps_per_epoch * st.epochs
 
-    data_gen = torch.Generator().manual_seed(st.seed + 1)
-    chan_gen = torch.Generator().manual_seed(st.seed + 2)
-    opt = torch.optim.Adam(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
+    if state is None:
+        state = start_training(model, st)
+    if state.step != state.epoch * steps_per_epoch:
+        raise ValueError(f"the state to continue is at step {state.step} after epoch {state.epoch}, "
+                         f"not {state.epoch * steps_per_epoch} ({steps_per_epoch} steps per epoch)")
+    opt, data_gen, chan_gen, history = state.optimizer, state.data_gen, state.chan_gen, state.history
     all_images = torch.from_numpy(np.ascontiguousarray(train_images))  # uint8 NHWC
-    history = {"epoch": [], "loss": [], "test_psnr_db": [], "seconds": []}
-    step = 0
+    step = state.step
+    last = st.epochs if not stop_after else min(st.epochs, state.epoch + stop_after)
+    elapsed_before = state.elapsed_s
     t0 = time.time()
     model.train()
-    for epoch in range(1, st.epochs + 1):
+    for epoch in range(state.epoch + 1, last + 1):
         perm = torch.randperm(n, generator=data_gen)
         running, count = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{st.epochs}",
@@ -482,16 +533,18 @@ def train(model: JSCC, train_images: np.ndarray, test_images: torch.Tensor,
                                 psnr=f"{-10 * math.log10(running / count):.2f}")
         bar.close()
         test_psnr = evaluate_psnr(model, test_images, st.eval_snr, seed=st.seed + 3)
-        elapsed = time.time() - t0
+        elapsed = elapsed_before + time.time() - t0
         epoch_loss = running / count
         history["epoch"].append(epoch)
         history["loss"].append(epoch_loss)
         history["test_psnr_db"].append(test_psnr)
         history["seconds"].append(elapsed)
+        state.epoch, state.step, state.elapsed_s = epoch, step, elapsed
         log(f"epoch {epoch}/{st.epochs}  steps {step}  loss {epoch_loss:.6f} "
             f"(train PSNR {-10 * math.log10(epoch_loss):.2f} dB @ SNR U[{st.snr_min:g},"
             f"{st.snr_max:g}])  test PSNR {test_psnr:.2f} dB @ {st.eval_snr:g} dB  "
             f"lr {_lr_at(step - 1, total, st):.2e}  {elapsed:.0f} s")
-    history["steps"] = step
-    history["wall_time_s"] = time.time() - t0
-    return history
+        if on_epoch is not None:
+            on_epoch(state)
+    state.elapsed_s = elapsed_before + time.time() - t0
+    return dict(history, steps=step, wall_time_s=state.elapsed_s)
