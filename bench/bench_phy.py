@@ -5,14 +5,19 @@
    error with the receiver's estimated channel and noise against the same receiver with the
    true ones (genie), per channel, SNR and smoothing; the mean SNR estimate; the payload's
    PAPR.
-2. Throughput of phy_rx without neural inference (GNU Radio): frames through channel_model
+2. Per-frame work of phy_rx: the numpy reference's stages alone, and the C++ blocks
+   phy_rx runs (phy_header_decoder_vc, phy_deframer_vc), each fed many frames by a vector
+   source (wall time per frame).
+3. Throughput of phy_rx without neural inference (GNU Radio): frames through channel_model
    into phy_rx, against the floor of the same harness (vector source, channel_model, null
    sink), in Msps, in the same process; phy_rx's own cost per sample is the difference.
+   The load average is printed with it: other jobs on the machine slow both.
 
   .venv/bin/python bench/bench_phy.py [--frames 100] [--samples 4000000] [--seed 0]
 """
 
 import argparse
+import os
 import sys
 import time
 
@@ -87,6 +92,54 @@ def per_frame_costs(seed, repeats=200):
         print(f"  {name}: {(time.perf_counter() - t0) / repeats * 1e3:.2f} ms")
 
 
+def per_frame_costs_cpp(seed, frames=2000):
+    """The C++ blocks phy_rx runs, each alone in a flowgraph (vector source -> block), fed
+    `frames` frames of k = 512 as the demux hands them over (ms per frame, wall time)."""
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.semcom import phy_deframer_vc, phy_header_decoder_vc
+    from gnuradio.semcom.phy.estimate import derotate_fft, refined_cfo
+    rng = np.random.default_rng(seed)
+    distinct = []
+    for i in range(16):
+        _, x = frame(rng, seq=i)
+        y = sim.through_channel(x, sim.random_taps([1.0, 0.6, 0.3], rng), 20.0, rng, LAYOUT, cfo=0.1)
+        distinct.append(y.reshape(-1, LAYOUT.symbol_len)[:, LAYOUT.cp_len:])
+    rows = [distinct[i % 16] for i in range(frames)]
+
+    def tag(offset, key, value):
+        return gr.tag_utils.python_to_tag((offset, pmt.intern(key), value, pmt.intern("bench")))
+
+    def timed(block, vectors, tags):
+        tb = gr.top_block()
+        tb.connect(blocks.vector_source_c(np.concatenate(vectors).ravel().tolist(), False, LAYOUT.fft_len, tags),
+                   block)
+        t0 = time.perf_counter()
+        tb.run()
+        return (time.perf_counter() - t0) / frames * 1e3
+
+    cfo0 = float(np.pi * 0.1)
+    header = timed(phy_header_decoder_vc(LAYOUT.cp_len, 17), [r[:BODY] for r in rows],
+                   [tag(BODY * i, "phy_cfo", pmt.from_double(cfo0)) for i in range(frames)])
+    tags, at = [], 0
+    for i, r in enumerate(rows):
+        cfo = refined_cfo(r, LAYOUT, cfo0)
+        Y = derotate_fft(r[:BODY], LAYOUT, cfo, 0)
+        est = estimate_channel(Y[1], Y[2], LAYOUT, 17)
+        fields = {"frame_len": pmt.from_long(r.shape[0] - BODY), "image_id": pmt.from_long(i),
+                  "seq": pmt.from_long(i % 4096), "scheme_id": pmt.from_long(1), "k": pmt.from_long(512),
+                  "phy_noise_var": pmt.from_double(est.noise_var), "phy_error_var": pmt.from_double(est.error_var),
+                  "cfo_rotation": pmt.from_double(est.rotation), "cfo": pmt.from_double(cfo),
+                  "phy_h": pmt.init_c32vector(LAYOUT.fft_len, est.h.astype(np.complex64))}
+        tags += [tag(at, key, value) for key, value in fields.items()]
+        at += r.shape[0] - BODY
+    payload = timed(phy_deframer_vc(LAYOUT.cp_len, "linear"), [r[BODY:] for r in rows], tags)
+    print(f"\nper-frame work of phy_rx's C++ blocks, each alone ({frames} frames of k = 512; wall time per frame):")
+    print(f"  phy_header_decoder_vc (CFO refinement, FFTs, channel with 17-tap smoothing, noise, "
+          f"Viterbi, CRC, answer): {header:.3f} ms")
+    print(f"  phy_deframer_vc (FFTs, pilots, de-interleave, SNR/SINR, MMSE weights, 4 PDUs): {payload:.3f} ms")
+
+
 def throughput(n_samples, seed):
     from gnuradio import blocks, channels, gr
     from gnuradio.semcom import phy_rx
@@ -112,10 +165,12 @@ def throughput(n_samples, seed):
         tb.run()
         return time.perf_counter() - t0, rx
 
+    load = os.getloadavg()[0]
     floor, _ = run(False)
     wall, rx = run(True)
     frames = n_samples // (LAYOUT.frame_samples(512) + 160)
-    print(f"\n{n_samples} samples ({frames} frames of k = 512):")
+    print(f"\n{n_samples} samples ({frames} frames of k = 512; load average {load:.2f} on {os.cpu_count()} cores "
+          f"before the runs):")
     print(f"  harness floor (source, channel_model, null sink): {n_samples / floor / 1e6:.2f} Msps")
     print(f"  with phy_rx: {n_samples / wall / 1e6:.2f} Msps; frames delivered {rx.frames} of ~{frames}, "
           f"header failures {rx.crc_failures}")
@@ -134,6 +189,7 @@ def main(argv=None):
     print(f"bench_phy: {' '.join(sys.argv)}")
     estimates(args.frames, args.seed)
     per_frame_costs(args.seed)
+    per_frame_costs_cpp(args.seed)
     throughput(args.samples, args.seed)
 
 

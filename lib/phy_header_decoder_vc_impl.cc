@@ -27,8 +27,7 @@ phy_header_decoder_vc_impl::phy_header_decoder_vc_impl(int cp_len, int smooth_ta
                      gr::io_signature::make(1, 1, phy::FFT_LEN * sizeof(gr_complex)),
                      gr::io_signature::make(0, 0, 0)),
       d_rx(cp_len, smooth_taps),
-      d_rows(phy::HEADER_LEN * phy::FFT_LEN),
-      d_spectra(phy::HEADER_LEN * phy::FFT_LEN)
+      d_rows(phy::HEADER_LEN * phy::FFT_LEN)
 {
     message_port_register_out(OUT_PORT);
 }
@@ -76,18 +75,26 @@ int phy_header_decoder_vc_impl::work(int noutput_items,
 
 pmt::pmt_t phy_header_decoder_vc_impl::decode_frame()
 {
-    const double cfo = d_rx.refined_cfo(d_rows.data(), d_cfo);
-    d_rx.derotate_fft(d_rows.data(), phy::HEADER_LEN, cfo, 0, d_spectra.data());
-    const auto est = d_rx.estimate_channel(
-        &d_spectra[phy::FFT_LEN], &d_spectra[2 * phy::FFT_LEN], d_rx.smooth_taps());
-    phy::Header header;
     std::string why;
-    if (!d_rx.decode_header(&d_spectra[phy::PREAMBLE_SYMBOLS * phy::FFT_LEN], est, header, why)) {
+    const pmt::pmt_t answer = phy_header_answer(d_rx, d_rows.data(), d_cfo, why);
+    if (pmt::eq(answer, pmt::PMT_F)) {
         if (d_crc_failures++ == 0)
             d_logger->warn("dropped a frame: {} (counted in crc_failures; logged once)", why);
-        return pmt::PMT_F;
+    } else {
+        d_frames++;
     }
-    d_frames++;
+    return answer;
+}
+
+pmt::pmt_t phy_header_answer(phy::receiver& rx, const phy::cfloat* rows, double sync_cfo, std::string& why)
+{
+    std::vector<phy::cdouble> spectra(phy::HEADER_LEN * phy::FFT_LEN);
+    const double cfo = rx.refined_cfo(rows, sync_cfo);
+    rx.derotate_fft(rows, phy::HEADER_LEN, cfo, 0, spectra.data());
+    const auto est = rx.estimate_channel(&spectra[phy::FFT_LEN], &spectra[2 * phy::FFT_LEN], rx.smooth_taps());
+    phy::Header header;
+    if (!rx.decode_header(&spectra[phy::PREAMBLE_SYMBOLS * phy::FFT_LEN], est, header, why))
+        return pmt::PMT_F;
     std::vector<gr_complex> h(phy::FFT_LEN);
     std::transform(est.h.begin(), est.h.end(), h.begin(), [](const phy::cdouble& v) { return gr_complex(v); });
     pmt::pmt_t d = pmt::make_dict();

@@ -15,6 +15,11 @@
 namespace gr {
 namespace semcom {
 
+/*! The header stage's answer for one frame: rows are its first HEADER_LEN symbols without
+ *  prefixes, sync_cfo the sync's offset at its trigger -> the dict for the payload stage
+ *  (see phy_header_decoder_vc.h), or PMT_F and why the header failed. */
+pmt::pmt_t phy_header_answer(phy::receiver& rx, const phy::cfloat* rows, double sync_cfo, std::string& why);
+
 class phy_header_decoder_vc_impl : public phy_header_decoder_vc
 {
 private:
@@ -22,7 +27,6 @@ private:
     std::vector<phy::cfloat> d_rows; // the current frame's symbols so far
     int d_have = 0;
     double d_cfo = 0.0;
-    std::vector<phy::cdouble> d_spectra;
     std::vector<gr::tag_t> d_tags;
     std::atomic<uint64_t> d_frames{ 0 }, d_crc_failures{ 0 }, d_errors{ 0 }, d_missing_cfo{ 0 };
 

@@ -16,7 +16,8 @@ import torch
 gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks  # noqa: E402
 
-from gnuradio.semcom import phy_deframer_vc, phy_header_decoder_vc, phy_rx, phy_sync_tagger_cc  # noqa: E402
+from gnuradio.semcom import (phy_deframer_vc, phy_frame_demux_cvc, phy_header_decoder_vc, phy_rx,  # noqa: E402
+                             phy_sync_tagger_cc)
 from gnuradio.semcom.core.equalizer import mmse_weights  # noqa: E402
 from gnuradio.semcom.phy import sim  # noqa: E402
 from gnuradio.semcom.phy.estimate import (ChannelEstimate, decode_header, derotate_fft,  # noqa: E402
@@ -309,3 +310,109 @@ def test_sync_tagger_marks_triggers_and_passes_samples():
 def test_bad_arguments_give_one_clear_value_error(make, args, match):
     with pytest.raises(ValueError, match=match):
         make(*args)
+
+
+def tagged_stream(rng):
+    """Frames with guards as the tagger hands them on: "phy_trigger" and "phy_cfo" where each
+    starts; the third frame's header corrupted, with a second trigger inside its S&C symbol;
+    a false trigger inside the fourth frame's payload. -> samples, tags, the frames' headers."""
+    frames = frames_through(CHANNELS["3-tap"], 15.0, 0.2, rng, ks=(512, 98, 512, 1000, 49))
+    pieces, tags, at = [np.zeros(37, np.complex64)], [], 37
+    for i, (_, _, rows) in enumerate(frames):
+        rows = rows.copy()
+        if i == 2:
+            rows[PREAMBLE_SYMBOLS + 1] *= -1
+        with_cp = np.concatenate([rows[:, -LAYOUT.cp_len:], rows], axis=1).ravel()
+        triggers = [at] + ([at + 40] if i == 2 else [])
+        for t in triggers:
+            tags += [tag(t, "phy_trigger", pmt.PMT_T), tag(t, "phy_cfo", pmt.from_double(sync_cfo(0.2, i)))]
+        if i == 3:
+            tags.append(tag(at + 12 * LAYOUT.symbol_len + 5, "phy_trigger", pmt.PMT_T))
+        pieces += [with_cp.astype(np.complex64), np.zeros(160, np.complex64)]
+        at += with_cp.size + 160
+    return np.concatenate(pieces), tags, [f[0] for f in frames]
+
+
+def payload_symbols_and_tags(sink):
+    data = np.asarray(sink.data(), np.complex64).reshape(-1, N)
+    tags = {}
+    for t in sink.tags():
+        tags.setdefault(t.offset, {})[pmt.symbol_to_string(t.key)] = pmt.to_python(t.value)
+    return data, tags
+
+
+def test_frame_demux_matches_the_stock_demux_with_the_numpy_header_decoder():
+    """phy_frame_demux_cvc against header_payload_demux + phy_header_decoder (the chain it
+    replaces, on the numpy reference): the same payload symbols, the same answers as tags,
+    the same failed header."""
+    from gnuradio import digital
+    from gnuradio.semcom.phy_rx import phy_header_decoder
+    samples, tags, headers = tagged_stream(np.random.default_rng(11))
+
+    tb = gr.top_block()
+    stock = digital.header_payload_demux(HEADER_LEN, N, LAYOUT.cp_len, "frame_len", "phy_trigger", True)
+    stock.set_log_level("warn")
+    reference, stock_sink = phy_header_decoder(LAYOUT.cp_len, SMOOTH), blocks.vector_sink_c(N)
+    tb.connect(blocks.vector_source_c(samples.tolist(), False, 1, tags), stock)
+    tb.connect((stock, 0), reference)
+    tb.msg_connect(reference, "header_data", stock, "header_data")
+    tb.connect((stock, 1), stock_sink)
+    tb.start()
+    deadline = time.time() + 20
+    while reference.frames < 4 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    tb.stop()
+    tb.wait()
+
+    tb = gr.top_block()
+    demux, sink = phy_frame_demux_cvc(LAYOUT.cp_len, SMOOTH), blocks.vector_sink_c(N)
+    tb.connect(blocks.vector_source_c(samples.tolist(), False, 1, tags), demux, sink)
+    tb.run()
+
+    want, want_tags = payload_symbols_and_tags(stock_sink)
+    got, got_tags = payload_symbols_and_tags(sink)
+    assert reference.frames == demux.frames() == 4
+    assert reference.crc_failures == demux.crc_failures() == 2        # the corrupted header, then its second trigger
+    assert demux.errors() == demux.missing_cfo() == 0
+    np.testing.assert_array_equal(got, want)
+    assert sorted(got_tags) == sorted(want_tags)
+    assert [got_tags[at]["seq"] for at in sorted(got_tags)] == [h.seq for i, h in enumerate(headers) if i != 2]
+    for at, ref in want_tags.items():
+        mine = got_tags[at]
+        assert set(mine) == set(ref)
+        for key in ("frame_len", "image_id", "seq", "scheme_id", "k"):
+            assert mine[key] == ref[key], key
+        for key in ("phy_noise_var", "phy_error_var"):
+            assert mine[key] == pytest.approx(ref[key], rel=1e-4), key
+        for key in ("cfo_rotation", "cfo"):
+            assert mine[key] == pytest.approx(ref[key], abs=1e-5), key
+        scale = np.sqrt(np.mean(np.abs(ref["phy_h"]) ** 2))
+        np.testing.assert_allclose(mine["phy_h"], ref["phy_h"], rtol=0, atol=2e-5 * scale)
+
+
+def test_frame_demux_hands_on_payloads_in_pieces():
+    """A payload longer than the output buffer leaves symbol by symbol, and the deframer
+    still gets the whole frame (k = 20000: 417 OFDM symbols)."""
+    rng = np.random.default_rng(12)
+    frames = frames_through(CHANNELS["flat"], 25.0, 0.0, rng, ks=(20000, 512))
+    pieces, tags, at = [], [], 0
+    for i, (_, _, rows) in enumerate(frames):
+        with_cp = np.concatenate([rows[:, -LAYOUT.cp_len:], rows], axis=1).ravel().astype(np.complex64)
+        tags += [tag(at, "phy_trigger", pmt.PMT_T), tag(at, "phy_cfo", pmt.from_double(0.0))]
+        pieces += [with_cp, np.zeros(160, np.complex64)]
+        at += with_cp.size + 160
+    tb = gr.top_block()
+    demux, deframer, out = phy_frame_demux_cvc(LAYOUT.cp_len, SMOOTH), phy_deframer_vc(LAYOUT.cp_len, "linear"), collector()
+    tb.connect(blocks.vector_source_c(np.concatenate(pieces).tolist(), False, 1, tags), demux, deframer)
+    tb.msg_connect(deframer, "pdus", out, "in")
+    tb.start()
+    deadline = time.time() + 20
+    while len(out.got) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    tb.stop()
+    tb.wait()
+    assert [as_dict(pmt.car(m))["k"] for m in out.got] == [20000, 512]
+    for (_, z, _), msg in zip(frames, out.got):
+        zhat = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)))
+        assert 10 * np.log10(np.mean(np.abs(zhat - z) ** 2)) < -20

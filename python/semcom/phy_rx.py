@@ -2,27 +2,27 @@
 unequalized by the PHY, with its estimated channel and operating point (phy/estimate.py).
 
     in ─┬─ ofdm_sync_sc_cfb ─ (fine offset, trigger) ─┐
-        └─ delay (one symbol - TIMING_OFFSET) ─ phy_sync_tagger_cc ─ header_payload_demux
-    header (S&C, LTS, LTS, H1..H4) ─ phy_header_decoder_vc ─ "header_data" ─┘  │
-    payload ─ phy_deframer_vc ─ "pdus"                                          │
+        └─ delay (one symbol - TIMING_OFFSET) ─ phy_sync_tagger_cc ─ phy_frame_demux_cvc
+           ─ payload symbols, the header's answer as tags ─ phy_deframer_vc ─ "pdus"
 
-Stock blocks do the per-sample work (sync, delay, demux with cyclic-prefix removal). The
-frequency offset the sync measured at a frame's trigger travels with the frame as a tag
-("phy_cfo") and is removed per frame, with the FFT: a stream oscillator driven by the
-sync's held estimate (stock ofdm_rx) changes its frequency at every later trigger, and a
-false trigger inside a frame (a few per hundred frames at threshold 0.3) would turn the rest
-of that frame's payload, unnoticed. The three blocks after the delay are C++ (lib/phy_*):
-the per-frame maths in numpy capped the receiver at 0.2-0.5 Msps, as the demux waits for
-each header's answer (docs/ota.md, Throughput). They compute what the numpy reference does:
+Stock blocks do the sync and the delay. The frequency offset the sync measured at a frame's
+trigger travels with the frame as a tag ("phy_cfo") and is removed per frame, with the FFT:
+a stream oscillator driven by the sync's held estimate (stock ofdm_rx) changes its frequency
+at every later trigger, and a false trigger inside a frame (a few per hundred frames at
+threshold 0.3) would turn the rest of that frame's payload, unnoticed. The blocks after the
+delay are C++ (lib/phy_*; their per-frame maths is lib/phy_ofdm.cc, the numpy reference's
+computations). With numpy per frame and stock header_payload_demux the receiver ran at
+0.2-0.5 Msps: the demux waits for each header's answer, spinning (docs/ota.md, Throughput).
 
 - phy_sync_tagger_cc: the delayed samples pass through; a trigger becomes a "phy_trigger"
-  tag (which the demux triggers on, and consumes) and a "phy_cfo" tag (the fine offset) on
-  the S&C symbol's first sample.
-- phy_header_decoder_vc (reference: phy_header_decoder below): the offset removed (refined by
-  the training pair's rotation), FFT, h and sigma^2 from the training pair, the coded header
-  (Viterbi, CRC); answers the demux with the payload length and the estimates (the demux
-  puts them as tags on the payload's first symbol), or with PMT_F when the header fails
-  (counted in crc_failures, logged once; never fatal).
+  tag and a "phy_cfo" tag (the fine offset) on the S&C symbol's first sample.
+- phy_frame_demux_cvc: what header_payload_demux (cyclic prefixes removed) and
+  phy_header_decoder_vc (reference: phy_header_decoder below) did together, in one thread:
+  at a trigger, the offset removed (refined by the training pair's rotation), FFT, h and
+  sigma^2 from the training pair, the coded header (Viterbi, CRC); when it passes, the
+  payload's symbols with the payload length and the estimates as tags on the first; when it
+  fails, counted in crc_failures (logged once; never fatal) and the search goes on one
+  sample after the trigger. Triggers inside a frame are ignored.
 - phy_deframer_vc (reference: phy_deframer below): the offset removed, FFT, pilot phase
   tracking, interleaver and PN signs undone, SNR and SINR; publishes the payload in the
   unit-signal-power domain (y = h z + i + n, mean |h|^2 = 1), MMSE-equalized as the schemes'
@@ -52,7 +52,7 @@ from .phy.header import HeaderError
 
 FRAME_LEN_TAG = "frame_len"
 CFO_TAG = "phy_cfo"
-TRIGGER_TAG = "phy_trigger"     # the demux consumes its trigger tag, so the offset rides on its own
+TRIGGER_TAG = "phy_trigger"     # where a frame starts (phy_frame_demux_cvc); the offset rides on its own tag
 HEADER_LEN = PREAMBLE_SYMBOLS + HEADER_SYMBOLS
 # Samples the FFT windows start after where the stock alignment (a one-symbol delay) puts
 # them. With that alignment, ofdm_sync_sc_cfb's trigger places the windows a whole cyclic
@@ -268,25 +268,17 @@ class phy_rx(gr.hier_block2):
         smooth_taps = check_smooth_taps(smooth_taps, lay)
         if tracking not in TRACKING:
             raise ValueError(f"tracking must be one of {TRACKING}, got {tracking!r}")
-        self.header_decoder = semcom_python.phy_header_decoder_vc(lay.cp_len, smooth_taps)
         self.deframer = semcom_python.phy_deframer_vc(lay.cp_len, tracking, MAX_GAP)
         self.sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, float(threshold))
         # One symbol (the stock alignment) less TIMING_OFFSET: the windows start that much later.
         self.delay = blocks.delay(gr.sizeof_gr_complex, lay.symbol_len - TIMING_OFFSET)
         self.tagger = semcom_python.phy_sync_tagger_cc()
-        self.demux = digital.header_payload_demux(HEADER_LEN, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, TRIGGER_TAG,
-                                                  True)
-        # it logs "Parser returned #f" at info for every failed header; the header decoder
-        # counts those and logs the first once
-        self.demux.set_log_level("warn")
+        self.demux = semcom_python.phy_frame_demux_cvc(lay.cp_len, smooth_taps)
         self.connect(self, self.sync)
         self.connect(self, self.delay, (self.tagger, 0))
         self.connect((self.sync, 0), (self.tagger, 1))
         self.connect((self.sync, 1), (self.tagger, 2))
-        self.connect(self.tagger, self.demux)
-        self.connect((self.demux, 0), self.header_decoder)
-        self.msg_connect(self.header_decoder, "header_data", self.demux, "header_data")
-        self.connect((self.demux, 1), self.deframer)
+        self.connect(self.tagger, self.demux, self.deframer)
         for port in ("pdus", "lost") + DISPLAY_PORTS:
             self.msg_connect(self.deframer, port, self, port)
 
@@ -296,11 +288,11 @@ class phy_rx(gr.hier_block2):
 
     @property
     def crc_failures(self):
-        return self.header_decoder.crc_failures()
+        return self.demux.crc_failures()
 
     @property
     def errors(self):
-        return self.header_decoder.errors() + self.deframer.errors()
+        return self.demux.errors() + self.deframer.errors()
 
     @property
     def lost(self):
