@@ -69,7 +69,8 @@ int phy_deframer_vc_impl::work(int noutput_items,
             if (d_have)
                 d_logger->warn("a frame ended after {} of {} payload symbols", d_have, d_need);
             d_frame_tags = std::move(here);
-            d_need = static_cast<int>(pmt::to_long(d_frame_tags[FRAME_LEN]));
+            const pmt::pmt_t len = d_frame_tags[FRAME_LEN];
+            d_need = pmt::is_integer(len) ? static_cast<int>(pmt::to_long(len)) : 0;
             d_have = 0;
             if (d_need < 1) {
                 d_errors++;
