@@ -21,7 +21,7 @@ from gnuradio.semcom import (phy_deframer_vc, phy_frame_demux_cvc, phy_header_de
 from gnuradio.semcom.core.equalizer import mmse_weights  # noqa: E402
 from gnuradio.semcom.phy import sim  # noqa: E402
 from gnuradio.semcom.phy.estimate import (ChannelEstimate, decode_header, derotate_fft,  # noqa: E402
-                                          estimate_channel, payload_estimate, refined_cfo)
+                                          estimate_channel, payload_estimate, pilot_phases, refined_cfo)
 from gnuradio.semcom.phy.frame import HEADER_SYMBOLS, PREAMBLE_SYMBOLS, OfdmLayout  # noqa: E402
 from gnuradio.semcom.phy.header import Header, HeaderError, pack_header, scheme_id  # noqa: E402
 
@@ -243,6 +243,31 @@ def test_deframer_matches_numpy(channel, snr_db, cfo, sir_db, tracking):
         assert any(as_dict(pmt.car(msg))["interference_power"] > 0 for msg in got["pdus"])
     np.testing.assert_allclose(block.estimates(), [(as_dict(pmt.car(m))["snr_db"], as_dict(pmt.car(m))["sinr_db"])
                                                    for m in got["pdus"]])
+
+
+@pytest.mark.parametrize("tracking", ["linear", "per-symbol"])
+def test_deframer_tracks_a_residual_offset_past_pi_as_numpy(tracking):
+    """The payload derotated with an offset 0.05 off (0.125 rad more per symbol): the pilots'
+    common phase wraps past pi within the frame and must be unwrapped as np.unwrap does."""
+    rng = np.random.default_rng(13)
+    frames = frames_through(CHANNELS["3-tap"], 25.0, 0.0, rng, ks=(2000, 3000))
+    rows, tags, refs = deframer_input(frames, 0.0)
+    tags = [tag(t.offset, "cfo", pmt.from_double(pmt.to_double(t.value) + 0.05))
+            if pmt.symbol_to_string(t.key) == "cfo" else t for t in tags]
+    got = run_block(phy_deframer_vc(16, tracking), rows, tags, PORTS, len(frames))
+    assert len(got["pdus"]) == len(frames)
+    for i, (header, est, cfo_ref, payload) in enumerate(refs):
+        Y = derotate_fft(payload, LAYOUT, cfo_ref + 0.05, HEADER_LEN)
+        p = payload_estimate(Y, est, LAYOUT, header.k, tracking)
+        common = np.unwrap(np.angle(pilot_phases(Y, est.h, LAYOUT, HEADER_LEN, "per-symbol")[:, 0]))
+        assert common.min() < -np.pi - 1             # the case wraps (past -pi by 1 rad at least)
+        m = as_dict(pmt.car(got["pdus"][i]))
+        np.testing.assert_allclose(m["h"], p.h, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(pmt.c32vector_elements(pmt.cdr(got["payload"][i])), p.y, rtol=0,
+                                   atol=2e-5 * max(1.0, np.abs(p.y).max()))
+        assert m["snr_db"] == pytest.approx(p.snr_db, abs=1e-4)
+        zhat = np.asarray(pmt.c32vector_elements(pmt.cdr(got["pdus"][i])))
+        assert 10 * np.log10(np.mean(np.abs(zhat - frames[i][1]) ** 2)) < -18   # tracked, not lost
 
 
 def test_deframer_acknowledges_sequence_gaps_as_lost_and_restarts_not():
