@@ -49,16 +49,16 @@ bool phy_frame_demux_cvc_impl::decode_header(const gr_complex* in, uint64_t offs
         std::copy(in + s * sym + d_rx.cp_len(), in + (s + 1) * sym, &d_rows[s * phy::FFT_LEN]);
     // the offset tag on the first symbol (where the stock demux would hand it on)
     get_tags_in_range(d_tags, 0, offset, offset + sym, CFO_KEY);
-    double cfo = 0.0;
-    if (d_tags.empty()) {
-        if (d_missing_cfo++ == 0)
-            d_logger->warn("a header without its frequency-offset tag: corrected as 0 (counted in "
-                           "missing_cfo; logged once)");
-    } else {
-        cfo = pmt::to_double(d_tags.front().value);
-    }
     std::string why;
     try {
+        double cfo = 0.0;
+        if (d_tags.empty()) {
+            if (d_missing_cfo++ == 0)
+                d_logger->warn("a header without its frequency-offset tag: corrected as 0 (counted in "
+                               "missing_cfo; logged once)");
+        } else {
+            cfo = pmt::to_double(d_tags.front().value); // a malformed tag throws: that frame's error
+        }
         d_answer = phy_header_answer(d_rx, d_rows.data(), cfo, why);
     } catch (const std::exception& e) {
         d_errors++;

@@ -8,6 +8,7 @@
 #include "phy_header_decoder_vc_impl.h"
 #include <gnuradio/io_signature.h>
 #include <algorithm>
+#include <stdexcept>
 
 namespace gr {
 namespace semcom {
@@ -51,7 +52,11 @@ int phy_header_decoder_vc_impl::work(int noutput_items,
                                    "in missing_cfo; logged once)");
                 d_cfo = 0.0;
             } else {
-                d_cfo = pmt::to_double(tag->value);
+                try {
+                    d_cfo = pmt::to_double(tag->value);
+                } catch (const std::exception& e) { // that frame's error, answered below
+                    d_cfo_error = std::string("the \"phy_cfo\" tag: ") + e.what();
+                }
             }
         }
         std::copy(in + static_cast<size_t>(i) * phy::FFT_LEN,
@@ -61,6 +66,11 @@ int phy_header_decoder_vc_impl::work(int noutput_items,
             d_have = 0;
             pmt::pmt_t answer;
             try {
+                if (!d_cfo_error.empty()) {
+                    const std::string why = std::move(d_cfo_error);
+                    d_cfo_error.clear();
+                    throw std::runtime_error(why);
+                }
                 answer = decode_frame();
             } catch (const std::exception& e) { // never leave the demux waiting for an answer
                 d_errors++;

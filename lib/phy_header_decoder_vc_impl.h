@@ -27,6 +27,7 @@ private:
     std::vector<phy::cfloat> d_rows; // the current frame's symbols so far
     int d_have = 0;
     double d_cfo = 0.0;
+    std::string d_cfo_error; // why the current frame's offset tag could not be read
     std::vector<gr::tag_t> d_tags;
     std::atomic<uint64_t> d_frames{ 0 }, d_crc_failures{ 0 }, d_errors{ 0 }, d_missing_cfo{ 0 };
 

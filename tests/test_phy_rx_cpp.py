@@ -441,3 +441,47 @@ def test_frame_demux_hands_on_payloads_in_pieces():
     for (_, z, _), msg in zip(frames, out.got):
         zhat = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)))
         assert 10 * np.log10(np.mean(np.abs(zhat - z) ** 2)) < -20
+
+
+def run_until(tb, done, seconds=10):
+    """Start tb, wait until done() or `seconds` pass, then stop it."""
+    tb.start()
+    deadline = time.time() + seconds
+    while not done() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    tb.stop()
+    tb.wait()
+
+
+def test_frame_demux_drops_a_frame_whose_offset_tag_is_not_a_number():
+    """A malformed "phy_cfo" tag is that frame's error (counted), not an exception out of
+    general_work that ends the block's thread: the next frame still decodes."""
+    rng = np.random.default_rng(14)
+    frames = frames_through(CHANNELS["flat"], 25.0, 0.0, rng, ks=(512, 98))
+    pieces, tags, at = [], [], 0
+    for i, (_, _, rows) in enumerate(frames):
+        with_cp = np.concatenate([rows[:, -LAYOUT.cp_len:], rows], axis=1).ravel().astype(np.complex64)
+        cfo = pmt.intern("not a number") if i == 0 else pmt.from_double(0.0)
+        tags += [tag(at, "phy_trigger", pmt.PMT_T), tag(at, "phy_cfo", cfo)]
+        pieces += [with_cp, np.zeros(160, np.complex64)]
+        at += with_cp.size + 160
+    tb = gr.top_block()
+    demux, sink = phy_frame_demux_cvc(LAYOUT.cp_len, SMOOTH), blocks.vector_sink_c(N)
+    tb.connect(blocks.vector_source_c(np.concatenate(pieces).tolist(), False, 1, tags), demux, sink)
+    run_until(tb, lambda: demux.frames() >= 1)
+    assert demux.errors() == 1 and demux.frames() == 1 and demux.crc_failures() == 0
+    _, got_tags = payload_symbols_and_tags(sink)
+    assert [t["k"] for t in got_tags.values()] == [98]
+
+
+def test_header_decoder_answers_pmt_f_for_an_offset_tag_that_is_not_a_number():
+    rng = np.random.default_rng(15)
+    frames = frames_through(CHANNELS["flat"], 25.0, 0.0, rng, ks=(512, 98))
+    rows = np.concatenate([f[2][:HEADER_LEN] for f in frames])
+    tags = [tag(0, "phy_cfo", pmt.intern("not a number")), tag(HEADER_LEN, "phy_cfo", pmt.from_double(0.0))]
+    block = phy_header_decoder_vc(16, SMOOTH)
+    got = run_block(block, rows, tags, ["header_data"], 2)["header_data"]
+    assert len(got) == 2 and pmt.eq(got[0], pmt.PMT_F) and as_dict(got[1])["k"] == 98
+    assert block.errors() == 1 and block.frames() == 1 and block.crc_failures() == 0
+
