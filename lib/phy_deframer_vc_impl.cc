@@ -20,6 +20,7 @@ const pmt::pmt_t PDUS = pmt::mp("pdus"), LOST = pmt::mp("lost"), PAYLOAD = pmt::
 const std::string FRAME_LEN = "frame_len";
 constexpr int SEQ_MODULO = 4096; // the header's 12-bit sequence number
 constexpr size_t KEEP_ESTIMATES = 100000;
+const long MAX_ROWS = phy::receiver::payload_symbols(phy::MAX_K);
 } // namespace
 
 phy_deframer_vc::sptr phy_deframer_vc::make(int cp_len, const std::string& tracking, int max_gap)
@@ -70,14 +71,21 @@ int phy_deframer_vc_impl::work(int noutput_items,
                 d_logger->warn("a frame ended after {} of {} payload symbols", d_have, d_need);
             d_frame_tags = std::move(here);
             const pmt::pmt_t len = d_frame_tags[FRAME_LEN];
-            d_need = pmt::is_integer(len) ? static_cast<int>(pmt::to_long(len)) : 0;
+            // at most k = 65535's symbols: a larger (or wrapping) value is no header's, and
+            // must not become an allocation
+            const long need = pmt::is_integer(len) ? pmt::to_long(len) : 0;
             d_have = 0;
-            if (d_need < 1) {
+            d_need = 0;
+            if (need < 1 || need > MAX_ROWS) {
                 d_errors++;
-                d_logger->error("dropped a frame (frame_len {})", d_need);
+                d_logger->error("dropped a frame (frame_len {} is not an integer in 1..{})",
+                                pmt::write_string(len),
+                                MAX_ROWS);
                 d_frame_tags.clear();
+            } else {
+                d_need = static_cast<int>(need);
             }
-            d_rows.resize(static_cast<size_t>(std::max(d_need, 0)) * phy::FFT_LEN);
+            d_rows.resize(static_cast<size_t>(d_need) * phy::FFT_LEN);
         }
         if (d_frame_tags.empty())
             continue;
@@ -141,8 +149,14 @@ void phy_deframer_vc_impl::deliver_frame()
     est.error_var = pmt::to_double(tag("phy_error_var"));
     est.rotation = pmt::to_double(tag("cfo_rotation"));
     const double cfo = pmt::to_double(tag("cfo"));
-    const int k = static_cast<int>(pmt::to_long(tag("k")));
+    const long k_tag = pmt::to_long(tag("k"));
     const long seq = pmt::to_long(tag("seq"));
+    // fields no header can carry (checked before an int cast could wrap them into range)
+    if (k_tag < 1 || k_tag > phy::MAX_K)
+        throw std::runtime_error("k " + std::to_string(k_tag) + " is not in 1.." + std::to_string(phy::MAX_K));
+    if (seq < 0 || seq >= SEQ_MODULO)
+        throw std::runtime_error("seq " + std::to_string(seq) + " is not in 0.." + std::to_string(SEQ_MODULO - 1));
+    const int k = static_cast<int>(k_tag);
     const pmt::pmt_t image_id = tag("image_id");
     const pmt::pmt_t scheme_id = tag("scheme_id");
     count_gap(static_cast<int>(seq));

@@ -485,3 +485,20 @@ def test_header_decoder_answers_pmt_f_for_an_offset_tag_that_is_not_a_number():
     assert len(got) == 2 and pmt.eq(got[0], pmt.PMT_F) and as_dict(got[1])["k"] == 98
     assert block.errors() == 1 and block.frames() == 1 and block.crc_failures() == 0
 
+
+@pytest.mark.parametrize("key,value", [("frame_len", 100_000_000), ("frame_len", 2 ** 32 + 11),
+                                       ("frame_len", LAYOUT.payload_symbols(65535) + 1), ("k", 2 ** 32 + 512),
+                                       ("seq", -2 ** 31)])
+def test_deframer_drops_a_frame_with_out_of_range_fields(key, value):
+    """Header fields no header can carry (a frame_len beyond k = 65535's, or one that wraps
+    to a plausible int; a k or seq beyond their bits) drop that frame and never throw out of
+    work() (a frame_len of 1e8 was a 51 GB allocation)."""
+    rng = np.random.default_rng(16)
+    frames = frames_through(CHANNELS["flat"], 20.0, 0.0, rng, ks=(512, 512))
+    rows, tags, _ = deframer_input(frames, 0.0)
+    first = [i for i, t in enumerate(tags) if t.offset == 0 and pmt.symbol_to_string(t.key) == key][0]
+    tags[first] = tag(0, key, pmt.from_long(value))
+    block = phy_deframer_vc(16, "linear")
+    got = run_block(block, rows, tags, PORTS, 1)
+    assert block.errors() == 1 and block.frames() == 1
+    assert [as_dict(pmt.car(m))["image_id"] for m in got["pdus"]] == [1001]
