@@ -315,8 +315,8 @@ def main(argv=None):
                 lost = len(images) - summary["images"]
                 nfe, error, sent_cbr = tb.rx.nfe, tb.first_error(), tb.user_tx.encoder.cbr
                 if phy:
-                    snr_est = [e[0] for e in tb.rx_phy.deframer.estimates]
-                    sinr_est = [e[1] for e in tb.rx_phy.deframer.estimates]
+                    snr_est = [e[0] for e in tb.rx_phy.estimates]
+                    sinr_est = [e[1] for e in tb.rx_phy.estimates]
                     if tb.rx_phy.crc_failures and not error:
                         error = (f"{tb.rx_phy.crc_failures} frame header(s) failed their CRC, "
                                  f"{tb.rx_phy.lost} frame(s) lost in all (sequence gaps)")

@@ -57,6 +57,12 @@ if [ ! -f build/CMakeCache.txt ]; then
         -DGR_PYTHON_DIR="lib/python$pyver/site-packages" \
         -DPYTHON_EXECUTABLE="$venv/bin/python" -DENABLE_DOXYGEN=OFF >/dev/null
 fi
+# GrPybind copies the docstring templates once (its stamp does not depend on them): a block
+# added since then fails with "<block>_pydoc.h: No such file" unless the stamp goes.
+stamp_docs=build/python/semcom/bindings/docstring_status
+if [ -f "$stamp_docs" ] && [ -n "$(find python/semcom/bindings/docstrings -name '*_pydoc_template.h' -newer "$stamp_docs")" ]; then
+    rm -f "$stamp_docs"
+fi
 cmake --build build -j"$(nproc)" 2>&1 | grep -E "error|warning: |Error" >&2 || true
 cmake --build build -j"$(nproc)" >/dev/null   # fails loudly if the first pass failed
 # A file removed from the source must not linger in the installed package (cmake --install

@@ -5,7 +5,8 @@
 #
 """gr-semcom: semantic image links with deep JSCC and diffusion receivers.
 
-C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equalizer_cc.
+C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equalizer_cc,
+phy_sync_tagger_cc, phy_frame_demux_cvc, phy_deframer_vc (phy_rx's), phy_header_decoder_vc.
 Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
 jscc_encoder, jscc_decoder, image_sink, image_display, scheme_encoder, diffusion_receiver
 (any scheme's receiver; icdm_canceller is its earlier name);
@@ -31,6 +32,10 @@ _BLOCKS = {
     "fading_interference_channel_cc": "semcom_python",
     "fading_source_c": "semcom_python",
     "mmse_equalizer_cc": "semcom_python",
+    "phy_sync_tagger_cc": "semcom_python",
+    "phy_header_decoder_vc": "semcom_python",
+    "phy_deframer_vc": "semcom_python",
+    "phy_frame_demux_cvc": "semcom_python",
     "symbol_mapper": "symbol_mapper",
     "symbol_demapper": "symbol_demapper",
     "gaussian_latent_source": "gaussian_latent_source",

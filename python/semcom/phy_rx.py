@@ -2,31 +2,36 @@
 unequalized by the PHY, with its estimated channel and operating point (phy/estimate.py).
 
     in ─┬─ ofdm_sync_sc_cfb ─ (fine offset, trigger) ─┐
-        └─ delay (one symbol - TIMING_OFFSET) ─ phy_sync_tagger ─ header_payload_demux
-    header (S&C, LTS, LTS, H1..H4) ─ phy_header_decoder ─ "header_data" ─┘  │
-    payload ─ phy_deframer ─ "pdus"                                          │
+        └─ delay (one symbol - TIMING_OFFSET) ─ phy_sync_tagger_cc ─ phy_frame_demux_cvc
+           ─ payload symbols, the header's answer as tags ─ phy_deframer_vc ─ "pdus"
 
-Stock blocks do the per-sample work (sync, delay, demux with cyclic-prefix removal). The
-frequency offset the sync measured at a frame's trigger travels with the frame as a tag
-("phy_cfo") and is removed per frame, in numpy, with the FFT: a stream oscillator driven by
-the sync's held estimate (stock ofdm_rx) changes its frequency at every later trigger, and a
-false trigger inside a frame (a few per hundred frames at threshold 0.3) would turn the rest
-of that frame's payload, unnoticed. The three Python blocks see a buffer of samples or one
-vector per OFDM symbol and work per frame:
+Stock blocks do the sync and the delay. The frequency offset the sync measured at a frame's
+trigger travels with the frame as a tag ("phy_cfo") and is removed per frame, with the FFT:
+a stream oscillator driven by the sync's held estimate (stock ofdm_rx) changes its frequency
+at every later trigger, and a false trigger inside a frame (a few per hundred frames at
+threshold 0.3) would turn the rest of that frame's payload, unnoticed. The blocks after the
+delay are C++ (lib/phy_*; their per-frame maths is lib/phy_ofdm.cc, the numpy reference's
+computations). With numpy per frame and stock header_payload_demux the receiver ran at
+0.2-0.5 Msps: the demux waits for each header's answer, spinning (docs/ota.md, Throughput).
 
-- phy_sync_tagger: the delayed samples pass through; a trigger becomes a "phy_trigger" tag
-  (which the demux triggers on, and consumes) and a "phy_cfo" tag (the fine offset) on the
-  S&C symbol's first sample.
-- phy_header_decoder: the offset removed (refined by the training pair's rotation), FFT, h
-  and sigma^2 from the training pair, the
-  coded header (Viterbi, CRC); answers the demux with the payload length and the estimates
-  (the demux puts them as tags on the payload's first symbol), or with PMT_F when the header
-  fails (counted in crc_failures, logged once; never fatal).
-- phy_deframer: the offset removed, FFT, pilot phase tracking, interleaver and PN signs
-  undone, SNR and SINR; publishes the payload in the unit-signal-power domain (y = h z + i + n,
-  mean |h|^2 = 1), MMSE-equalized as the schemes' receivers take it: zhat = w y with metadata
-  "w", "h", "snr_db", "sinr_db" (the estimates; "csi": "estimated"), "noise_var",
-  "interference_power", "image_id", "seq", "scheme_id", "k", "cfo", "cfo_rotation".
+- phy_sync_tagger_cc: the delayed samples pass through; a trigger becomes a "phy_trigger"
+  tag and a "phy_cfo" tag (the fine offset) on the S&C symbol's first sample.
+- phy_frame_demux_cvc: what header_payload_demux (cyclic prefixes removed) and
+  phy_header_decoder_vc (reference: phy_header_decoder below) did together, in one thread:
+  at a trigger, the offset removed (refined by the training pair's rotation), FFT, h and
+  sigma^2 from the training pair, the coded header (Viterbi, CRC); when it passes, the
+  payload's symbols with the payload length and the estimates as tags on the first; when it
+  fails, counted in crc_failures (logged once; never fatal) and the search goes on one
+  sample after the trigger. Triggers inside a frame are ignored.
+- phy_deframer_vc (reference: phy_deframer below): the offset removed, FFT, pilot phase
+  tracking, interleaver and PN signs undone, SNR and SINR; publishes the payload in the
+  unit-signal-power domain (y = h z + i + n, mean |h|^2 = 1), MMSE-equalized as the schemes'
+  receivers take it: zhat = w y with metadata "w", "h", "snr_db", "sinr_db" (the estimates;
+  "csi": "estimated"), "noise_var", "interference_power", "image_id", "seq", "scheme_id",
+  "k", "cfo", "cfo_rotation".
+
+The Python blocks phy_header_decoder and phy_deframer are the same stages on the numpy
+reference maths: the tests hold the C++ blocks to them (tests/test_phy_rx_cpp.py).
 """
 
 import collections
@@ -35,6 +40,8 @@ import numpy as np
 import pmt
 import torch
 from gnuradio import blocks, digital, gr
+
+from . import semcom_python
 
 from .core.equalizer import mmse_weights
 from .pdu_util import make_pdu
@@ -45,7 +52,7 @@ from .phy.header import HeaderError
 
 FRAME_LEN_TAG = "frame_len"
 CFO_TAG = "phy_cfo"
-TRIGGER_TAG = "phy_trigger"     # the demux consumes its trigger tag, so the offset rides on its own
+TRIGGER_TAG = "phy_trigger"     # where a frame starts (phy_frame_demux_cvc); the offset rides on its own tag
 HEADER_LEN = PREAMBLE_SYMBOLS + HEADER_SYMBOLS
 # Samples the FFT windows start after where the stock alignment (a one-symbol delay) puts
 # them. With that alignment, ofdm_sync_sc_cfb's trigger places the windows a whole cyclic
@@ -85,35 +92,11 @@ def pmt_dict(fields: dict):
     return d
 
 
-class phy_sync_tagger(gr.sync_block):
-    """Inputs: the (one-symbol delayed) samples, ofdm_sync_sc_cfb's fine offset and trigger.
-    Output: the samples, with a "phy_trigger" tag (for the demux) and a "phy_cfo" tag (the
-    offset at the trigger) where a frame starts."""
-
-    def __init__(self):
-        gr.sync_block.__init__(self, name="phy_sync_tagger", in_sig=[np.complex64, np.float32, np.int8],
-                               out_sig=[np.complex64])
-        self.set_tag_propagation_policy(gr.TPP_DONT)   # the samples' own tags are copied in work(), not the sync's
-        self.triggers = 0
-
-    def work(self, input_items, output_items):
-        samples, offset, trigger = input_items
-        n = len(output_items[0])
-        output_items[0][:] = samples[:n]
-        start = self.nitems_written(0)
-        for tag in self.get_tags_in_window(0, 0, n):
-            self.add_item_tag(0, tag.offset, tag.key, tag.value)
-        for i in np.flatnonzero(trigger[:n]):
-            self.add_item_tag(0, start + int(i), pmt.intern(CFO_TAG), pmt.from_double(float(offset[i])))
-            self.add_item_tag(0, start + int(i), pmt.intern(TRIGGER_TAG), pmt.PMT_T)
-            self.triggers += 1
-        return n
-
-
 class phy_header_decoder(gr.sync_block):
-    """The header's time-domain symbols (CP removed), HEADER_LEN per frame, the first tagged
-    with the frame's offset -> estimates and header -> message "header_data" (a dict, or
-    PMT_F on failure)."""
+    """The numpy reference of phy_header_decoder_vc (phy_rx uses the C++ block). The
+    header's time-domain symbols (CP removed), HEADER_LEN per frame, the first tagged with
+    the frame's offset -> estimates and header -> message "header_data" (a dict, or PMT_F on
+    failure)."""
 
     def __init__(self, cp_len=16, smooth_taps=17):
         self.layout = OfdmLayout(cp_len=int(cp_len))
@@ -175,8 +158,9 @@ class phy_header_decoder(gr.sync_block):
 
 
 class phy_deframer(gr.sync_block):
-    """The payload's time-domain symbols (CP removed) with the header's tags on the first ->
-    one PDU per frame."""
+    """The numpy reference of phy_deframer_vc (phy_rx uses the C++ block). The payload's
+    time-domain symbols (CP removed) with the header's tags on the first -> one PDU per
+    frame."""
 
     def __init__(self, cp_len=16, tracking="linear"):
         self.layout = OfdmLayout(cp_len=int(cp_len))
@@ -281,40 +265,44 @@ class phy_rx(gr.hier_block2):
         for port in ("pdus", "lost") + DISPLAY_PORTS:
             self.message_port_register_hier_out(port)
         lay = self.layout = OfdmLayout(cp_len=int(cp_len))
-        self.header_decoder = phy_header_decoder(cp_len, smooth_taps)
-        self.deframer = phy_deframer(cp_len, tracking)
+        smooth_taps = check_smooth_taps(smooth_taps, lay)
+        if tracking not in TRACKING:
+            raise ValueError(f"tracking must be one of {TRACKING}, got {tracking!r}")
+        self.deframer = semcom_python.phy_deframer_vc(lay.cp_len, tracking, MAX_GAP)
         self.sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, float(threshold))
         # One symbol (the stock alignment) less TIMING_OFFSET: the windows start that much later.
         self.delay = blocks.delay(gr.sizeof_gr_complex, lay.symbol_len - TIMING_OFFSET)
-        self.tagger = phy_sync_tagger()
-        self.demux = digital.header_payload_demux(HEADER_LEN, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, TRIGGER_TAG,
-                                                  True)
-        # it logs "Parser returned #f" at info for every failed header; the header decoder
-        # counts those and logs the first once
-        self.demux.set_log_level("warn")
+        self.tagger = semcom_python.phy_sync_tagger_cc()
+        self.demux = semcom_python.phy_frame_demux_cvc(lay.cp_len, smooth_taps)
         self.connect(self, self.sync)
         self.connect(self, self.delay, (self.tagger, 0))
         self.connect((self.sync, 0), (self.tagger, 1))
         self.connect((self.sync, 1), (self.tagger, 2))
-        self.connect(self.tagger, self.demux)
-        self.connect((self.demux, 0), self.header_decoder)
-        self.msg_connect(self.header_decoder, "header_data", self.demux, "header_data")
-        self.connect((self.demux, 1), self.deframer)
+        self.connect(self.tagger, self.demux, self.deframer)
         for port in ("pdus", "lost") + DISPLAY_PORTS:
             self.msg_connect(self.deframer, port, self, port)
 
     @property
     def frames(self):
-        return self.deframer.frames
+        return self.deframer.frames()
 
     @property
     def crc_failures(self):
-        return self.header_decoder.crc_failures
+        return self.demux.crc_failures()
 
     @property
     def errors(self):
-        return self.header_decoder.errors + self.deframer.errors
+        return self.demux.errors() + self.deframer.errors()
 
     @property
     def lost(self):
-        return self.deframer.lost
+        return self.deframer.lost()
+
+    @property
+    def resyncs(self):
+        return self.deframer.resyncs()
+
+    @property
+    def estimates(self):
+        """(snr_db, sinr_db) of each frame delivered (the last 100000)."""
+        return self.deframer.estimates()

@@ -24,6 +24,10 @@ namespace py = pybind11;
     void bind_fading_interference_channel_cc(py::module& m);
     void bind_fading_source_c(py::module& m);
     void bind_mmse_equalizer_cc(py::module& m);
+    void bind_phy_deframer_vc(py::module& m);
+    void bind_phy_frame_demux_cvc(py::module& m);
+    void bind_phy_header_decoder_vc(py::module& m);
+    void bind_phy_sync_tagger_cc(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
 
@@ -55,5 +59,9 @@ PYBIND11_MODULE(semcom_python, m)
     bind_fading_interference_channel_cc(m);
     bind_fading_source_c(m);
     bind_mmse_equalizer_cc(m);
+    bind_phy_deframer_vc(m);
+    bind_phy_frame_demux_cvc(m);
+    bind_phy_header_decoder_vc(m);
+    bind_phy_sync_tagger_cc(m);
     // ) END BINDING_FUNCTION_CALLS
 }
