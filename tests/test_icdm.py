@@ -356,7 +356,7 @@ def test_icdm_lowers_latent_mse_versus_mmse_on_cifar10(channel):
     """Seeded end-to-end on 32 CIFAR-10 test images at SNR 20 dB, SINR 0 dB, default options:
     icdm is at least 3 dB below mmse in latent MSE, and below lmmse-full, the exact posterior
     mean under the Gaussians its priors start from: the learned residuals carry structure the
-    Gaussians do not (docs/results_icdm.md: +0.75 dB AWGN, +0.37 dB Rayleigh on 512 images)."""
+    Gaussians do not (docs/results_icdm.md: +0.76 dB AWGN, +0.41 dB Rayleigh on 512 images)."""
     from gnuradio.semcom.core.datasets import load_dataset
     from gnuradio.semcom.schemes.link_sim import simulate
     from gnuradio.semcom.core.metrics import db_mean
