@@ -57,6 +57,7 @@ _BLOCKS = {
     "phy_tx": "phy_tx",
     "phy_framer": "phy_tx",
     "phy_rx": "phy_rx",
+    "frame_multipath_cc": "frame_multipath",
     "phy_header_decoder": "phy_rx",
     "phy_deframer": "phy_rx",
 }

@@ -9,11 +9,13 @@ its receiver also gets the equalizer's weights w and the CSI h.
 
 phy="ofdm": the same link over the OFDM PHY (docs/ota.md), with gr-channels impairments:
 
-user images ─ scheme_transmitter "symbols" ─ phy_tx ─ channel_model (taps, CFO, SRO) ─┐
-interferer images ─ jscc_transmitter "symbols" ─ phy_tx (payload only) ─ channel_model ─ x sqrt(Pi) ─ add
+user images ─ scheme_transmitter "symbols" ─ phy_tx ─ frame_multipath_cc ─ channel_model (CFO, SRO) ─┐
+interferer images ─ jscc_transmitter "symbols" ─ phy_tx (payload only) ─ frame_multipath_cc ─ channel_model
+                                                                                       ─ x sqrt(Pi) ─ add
                                       noise ─ add ─ (phase_noise_gen) ─ phy_rx ─ diffusion_receiver ─ image_sink
 
-The receiver then gets the PHY's ESTIMATED channel, SNR and SINR. The two bursts have the
+The multipath taps' phases are redrawn at every frame (each user its own), as in the batch
+engine. The receiver then gets the PHY's ESTIMATED channel, SNR and SINR. The two bursts have the
 same length, so the adder keeps them frame- and symbol-aligned.
 """
 
@@ -88,7 +90,8 @@ class image_link(gr.top_block):
                     cfo, sro_ppm, taps, phase_noise, smooth_taps):
         from .phy.frame import OfdmLayout
         from .phy.link import OfdmChannel
-        from .phy.sim import noise_variance, random_taps
+        from .frame_multipath import frame_multipath_cc
+        from .phy.sim import noise_variance
         from .phy_rx import phy_rx
         from .phy_tx import phy_tx
         channel = OfdmChannel(tuple(taps), int(smooth_taps))
@@ -98,15 +101,15 @@ class image_link(gr.top_block):
             raise ValueError(f"sro_ppm must be within +-1000 and phase_noise >= 0, got {sro_ppm}, {phase_noise}")
         powers = link_powers(snr_db, sinr_db)
         layout = OfdmLayout()
-        rng = np.random.default_rng(seed)
         self.user_source = image_source(dataset, images, 0, "forward", max_in_flight, ack_timeout)
         k = get_backend(server, device).info(user_model)["k"]
         self.user_tx = scheme_transmitter(receiver, user_model, channel_type, snr_db, 1.0, receiver_options,
                                           server, device)
         self.user_phy = phy_tx()
-        # Multipath with tap phases drawn once per run from the seed (the batch engine draws them per frame).
-        self.user_channel = channels.channel_model(0.0, cfo / layout.fft_len, 1.0 + sro_ppm * 1e-6,
-                                                   random_taps(channel.taps, rng).tolist(), seed)
+        # Multipath with its tap phases redrawn at every frame (as the batch engine draws them),
+        # then channel_model for the offsets only
+        self.user_multipath = frame_multipath_cc(channel.taps, int(seed))
+        self.user_channel = channels.channel_model(0.0, cfo / layout.fft_len, 1.0 + sro_ppm * 1e-6, [1.0], seed)
         self.adder = blocks.add_cc()
         self.noise = analog.noise_source_c(analog.GR_GAUSSIAN, float(np.sqrt(noise_variance(layout, snr_db))),
                                            int(seed) + 1)
@@ -122,18 +125,21 @@ class image_link(gr.top_block):
         self.msg_connect(self.user_tx, "symbols", self.user_phy, "pdus")
         self.connect(self.user_tx, blocks.null_sink(gr.sizeof_gr_complex))   # the symbols go by message
         # TX tags must not reach the receiver (a loopback, not a radio)
-        self.connect(self.user_phy, blocks.tag_gate(gr.sizeof_gr_complex, False), self.user_channel, (self.adder, 0))
+        self.connect(self.user_phy, self.user_multipath, blocks.tag_gate(gr.sizeof_gr_complex, False),
+                     self.user_channel, (self.adder, 0))
         if powers.interference_power > 0:
             self.interferer_source = image_source(dataset, len(self.user_source.indices), 0, "reverse",
                                                   max_in_flight, ack_timeout)
             self.interferer_tx = jscc_transmitter(interferer_model, snr_db, 1.0, server, device)
             self.interferer_phy = phy_tx(payload_only=True)
-            self.interferer_channel = channels.channel_model(0.0, cfo / layout.fft_len, 1.0 + sro_ppm * 1e-6,
-                                                             random_taps(channel.taps, rng).tolist(), seed + 2)
+            self.interferer_multipath = frame_multipath_cc(channel.taps, int(seed) + 2)
+            self.interferer_channel = channels.channel_model(0.0, cfo / layout.fft_len, 1.0 + sro_ppm * 1e-6, [1.0],
+                                                             seed + 2)
             self.msg_connect(self.interferer_source, "pdus", self.interferer_tx, "images")
             self.msg_connect(self.interferer_tx, "symbols", self.interferer_phy, "pdus")
             self.connect(self.interferer_tx, blocks.null_sink(gr.sizeof_gr_complex))
-            self.connect(self.interferer_phy, blocks.tag_gate(gr.sizeof_gr_complex, False), self.interferer_channel,
+            self.connect(self.interferer_phy, self.interferer_multipath, blocks.tag_gate(gr.sizeof_gr_complex, False),
+                         self.interferer_channel,
                          blocks.multiply_const_cc(float(np.sqrt(powers.interference_power))), (self.adder, 1))
             self.msg_connect(self.sink, "ack", self.interferer_source, "ack")
         else:

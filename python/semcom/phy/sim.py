@@ -44,3 +44,41 @@ def through_channel(x, taps, snr_db, rng, layout: OfdmLayout, cfo=0.0, interfere
     y = y * np.exp(2j * np.pi * cfo * np.arange(x.size) / layout.fft_len)
     sigma2 = noise_variance(layout, snr_db)
     return y + np.sqrt(sigma2 / 2) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))
+
+
+class FrameMultipath:
+    """Multipath whose taps are redrawn at every frame start (random_taps, phases from rng),
+    the filter's memory carried across calls: a frame's echo reaches into what follows it
+    (the guard) with that frame's taps. What the batch engine's per-frame draw is, for a
+    stream cut into buffers anywhere."""
+
+    def __init__(self, magnitudes, rng):
+        self.magnitudes = np.asarray(magnitudes, float)
+        if self.magnitudes.ndim != 1 or not self.magnitudes.size or not np.all(np.isfinite(self.magnitudes)) \
+                or np.any(self.magnitudes < 0) or not np.any(self.magnitudes > 0):
+            raise ValueError(f"tap magnitudes must be a non-empty list of finite values >= 0, not all 0, "
+                             f"got {magnitudes!r}")
+        self.rng = rng
+        self.taps = random_taps(self.magnitudes, rng)
+        self.frames = 0
+        self._history = np.zeros(self.magnitudes.size - 1, np.complex128)   # the last inputs, oldest first
+
+    def apply(self, x, frame_starts=()) -> np.ndarray:
+        """x: the next samples of the stream; frame_starts: indices into x where a frame
+        begins (the taps are redrawn there, in order). Returns y, complex64, len(x)."""
+        x = np.asarray(x, np.complex128)
+        memory = self._history.size
+        padded = np.concatenate([self._history, x])
+        y = np.empty(x.size, np.complex128)
+        cuts = sorted(int(i) for i in frame_starts if 0 <= i < x.size)
+        edges = [0] + cuts + [x.size]
+        for a, b, new in zip(edges[:-1], edges[1:], [False] + [True] * len(cuts)):
+            if new:
+                self.taps = random_taps(self.magnitudes, self.rng)
+                self.frames += 1
+            if b > a:
+                # y[n] = sum_l taps[l] x[n - l], x before the buffer from the history
+                y[a:b] = np.convolve(padded[a:b + memory], self.taps, mode="valid")
+        if memory:
+            self._history = padded[-memory:]
+        return y.astype(np.complex64)
