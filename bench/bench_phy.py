@@ -138,7 +138,7 @@ def per_frame_costs_cpp(seed, frames=2000):
         tb.connect(blocks.vector_source_f(np.full(stream.size, cfo0, np.float32).tolist()), (tagger, 1))
         tb.connect(blocks.vector_source_b(trigger.tolist()), (tagger, 2))
         if with_demux:
-            tb.connect(tagger, phy_frame_demux_cvc(LAYOUT.cp_len, 17),
+            tb.connect(tagger, phy_frame_demux_cvc(LAYOUT.cp_len, 17, True),
                        blocks.null_sink(gr.sizeof_gr_complex * LAYOUT.fft_len))
         else:
             tb.connect(tagger, blocks.null_sink(gr.sizeof_gr_complex))

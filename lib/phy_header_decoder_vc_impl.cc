@@ -6,6 +6,7 @@
  */
 
 #include "phy_header_decoder_vc_impl.h"
+#include "phy_tags.h"
 #include <gnuradio/io_signature.h>
 #include <algorithm>
 #include <stdexcept>
@@ -14,7 +15,6 @@ namespace gr {
 namespace semcom {
 
 namespace {
-const pmt::pmt_t CFO_KEY = pmt::mp("phy_cfo");
 const pmt::pmt_t OUT_PORT = pmt::mp("header_data");
 } // namespace
 
@@ -41,7 +41,7 @@ int phy_header_decoder_vc_impl::work(int noutput_items,
     // answer before the next header, so counting symbols keeps the frames aligned.
     const auto* in = static_cast<const phy::cfloat*>(input_items[0]);
     const uint64_t start = nitems_read(0);
-    get_tags_in_window(d_tags, 0, 0, noutput_items, CFO_KEY);
+    get_tags_in_window(d_tags, 0, 0, noutput_items, phy::cfo_tag());
     for (int i = 0; i < noutput_items; i++) {
         if (d_have == 0) {
             const auto tag = std::find_if(

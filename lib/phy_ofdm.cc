@@ -203,6 +203,13 @@ receiver::receiver(int cp_len, int smooth_taps) : d_cp_len(cp_len), d_smooth_tap
     for (int m = 0; m < FFT_LEN; m++)
         d_unit[m] = std::polar(1.0, 2 * PI * m / FFT_LEN);
     d_fft = std::make_unique<gr::fft::fft_complex_fwd>(FFT_LEN, 1);
+    // the training symbol in time (unnormalised IFFT), conjugated for the fine timing
+    for (int n = 0; n < FFT_LEN; n++) {
+        cdouble v = 0.0;
+        for (int i = 0; i < N_ACTIVE; i++)
+            v += d_lts[i] * d_unit[(d_active_bin[i] * n) % FFT_LEN];
+        d_lts_time_conj[n] = std::conj(v);
+    }
 
     if (smooth_taps > 0) {
         // The projection onto the span of exp(-2 pi i c t / 64), t = 0..taps-1, over the
@@ -239,6 +246,33 @@ receiver::receiver(int cp_len, int smooth_taps) : d_cp_len(cp_len), d_smooth_tap
                     d_projection[i * N_ACTIVE + j] += w[i] * std::conj(w[j]);
         }
     }
+}
+
+int receiver::fine_timing(const cfloat* x, int lo, int hi, double cfo) const
+{
+    // phy/estimate.py's fine_timing: |correlation with the known symbol|^2 over both training
+    // symbols, each window derotated by the sync's offset; ties go to the earliest shift
+    const double step = -2.0 * cfo / FFT_LEN;
+    std::array<cdouble, FFT_LEN> ref;
+    for (int n = 0; n < FFT_LEN; n++)
+        ref[n] = d_lts_time_conj[n] * std::polar(1.0, step * n);
+    double best = -1.0;
+    int best_d = -lo;
+    for (int d = -lo; d <= hi; d++) {
+        double score = 0.0;
+        for (int s = 0; s < 2; s++) {
+            const cfloat* w = x + d + s * symbol_len();
+            cdouble acc = 0.0;
+            for (int n = 0; n < FFT_LEN; n++)
+                acc += cdouble(w[n]) * ref[n];
+            score += std::norm(acc);
+        }
+        if (score > best) {
+            best = score;
+            best_d = d;
+        }
+    }
+    return best_d;
 }
 
 void receiver::derotate_fft(const cfloat* rows, int n_rows, double cfo, int first_symbol, cdouble* out)

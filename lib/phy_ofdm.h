@@ -40,6 +40,9 @@ constexpr int HEADER_BITS = HEADER_SYMBOLS * N_DATA; // 192 coded bits
 constexpr int INFO_BITS = HEADER_BITS / 2;           // 96
 constexpr int HEADER_VERSION = 1;
 constexpr int MAX_K = 65535; // the header's 16-bit k
+// phy/estimate.py's FINE_TIMING_SEARCH and FINE_TIMING_BACKOFF
+constexpr int FINE_TIMING_SEARCH = 24;
+constexpr int FINE_TIMING_BACKOFF = 3;
 
 struct ChannelEstimate {
     std::array<cdouble, FFT_LEN> h{}; // natural order, 0 off the active carriers
@@ -73,6 +76,10 @@ public:
     /*! n_rows time-domain symbols without their prefixes (frame symbols first_symbol...)
      *  -> natural-order FFTs with the offset removed (derotate_fft). out: n_rows * 64. */
     void derotate_fft(const cfloat* rows, int n_rows, double cfo, int first_symbol, cdouble* out);
+    /*! fine_timing (phy/estimate.py): x points where LTS1's FFT window starts if the trigger
+     *  is right; x[-lo] .. x[hi + symbol_len() + 63] must exist. Returns the shift in
+     *  [-lo, hi] whose windows correlate best with the known training pair. */
+    int fine_timing(const cfloat* x, int lo, int hi, double cfo) const;
     /*! estimate_channel: the two training symbols' FFTs -> h, sigma^2, rotation. */
     ChannelEstimate estimate_channel(const cdouble* y1, const cdouble* y2, int smooth_taps) const;
     /*! refined_cfo: rows are the frame's first three symbols without prefixes. */
@@ -99,6 +106,7 @@ private:
     std::vector<float> d_pn;                 // the PN signs, MAX_K of them
     std::vector<cdouble> d_projection;       // 52 x 52: projection onto delays 0..taps-1
     std::array<cdouble, FFT_LEN> d_unit;     // exp(2 pi i m / 64)
+    std::array<cdouble, FFT_LEN> d_lts_time_conj; // conj of the training symbol in time
     std::unique_ptr<gr::fft::fft_complex_fwd> d_fft;
 
     void smooth(std::array<cdouble, FFT_LEN>& h, int taps) const;

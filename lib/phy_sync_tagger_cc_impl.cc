@@ -6,16 +6,12 @@
  */
 
 #include "phy_sync_tagger_cc_impl.h"
+#include "phy_tags.h"
 #include <gnuradio/io_signature.h>
 #include <cstring>
 
 namespace gr {
 namespace semcom {
-
-namespace {
-const pmt::pmt_t CFO_KEY = pmt::mp("phy_cfo");
-const pmt::pmt_t TRIGGER_KEY = pmt::mp("phy_trigger");
-} // namespace
 
 phy_sync_tagger_cc::sptr phy_sync_tagger_cc::make()
 {
@@ -44,8 +40,8 @@ int phy_sync_tagger_cc_impl::work(int noutput_items,
     const uint64_t start = nitems_written(0);
     for (int i = 0; i < noutput_items; i++)
         if (trigger[i]) {
-            add_item_tag(0, start + i, CFO_KEY, pmt::from_double(offset[i]));
-            add_item_tag(0, start + i, TRIGGER_KEY, pmt::PMT_T);
+            add_item_tag(0, start + i, phy::cfo_tag(), pmt::from_double(offset[i]));
+            add_item_tag(0, start + i, phy::trigger_tag(), pmt::PMT_T);
             d_triggers++;
         }
     return noutput_items;

@@ -122,9 +122,10 @@ def test_frames_detected_at_5_db_with_offset_and_delay(cfo):
     snr_est = np.mean([meta_get(pmt.car(m), "snr_db") for m in got])
     assert abs(snr_est - snr_db) < 0.5
     # every delivered payload is the one sent: the MMSE error at 5 dB is about -6 dB (a frame
-    # turned by a wrong frequency correction would be near 0 dB). The sync's timing has a
-    # tail at 5 dB (TIMING_OFFSET in phy_rx.py): a few frames take in their neighbouring
-    # symbols; those read a lower SNR (their training pair sees part of it).
+    # turned by a wrong frequency correction would be near 0 dB). The sync's trigger has a
+    # tail at 5 dB; the fine timing (phy_frame_demux_cvc) places the windows from the training
+    # pair. A frame placed wrong would take in its neighbouring symbols and read a lower SNR
+    # (its training pair sees part of that).
     errors = np.array([mse_db(m, frames[meta_get(pmt.car(m), "image_id")]) for m in got])
     snr_est = np.array([meta_get(pmt.car(m), "snr_db") for m in got])
     assert np.mean(errors < -4.0) >= 0.95, np.sort(errors)[-6:]

@@ -60,9 +60,11 @@ HEADER_LEN = PREAMBLE_SYMBOLS + HEADER_SYMBOLS
 # of later and much earlier ones (measured on 200 frames each). A window early within the
 # prefix costs only a phase slope that h absorbs, as long as the channel's echoes do not
 # reach past it; one that is late takes in the next symbol. 4 samples later keeps 96 % of
-# the 5 dB frames and all 20 dB frames within [-14, 0] (channels up to 3 samples long). The
-# rest are received with interference between symbols, which their noise estimate (from
-# the training pair) partly sees: they read a lower SNR.
+# the 5 dB frames and all 20 dB frames within [-14, 0] (channels up to 3 samples long).
+# phy_frame_demux_cvc's fine timing then places each frame from its training pair
+# (phy/estimate.py: fine_timing, +-24 samples around the trigger; the windows 3 samples
+# before the correlation peak), which also catches the tail (and a trigger split in two by
+# the sync's plateau detector at high SNR: its first half lands ~20 samples early).
 TIMING_OFFSET = 4
 # phy_rx's ports for displays: "payload" (c32: y before equalization, unit signal power),
 # "channel" (f32: |h| over the 64 carriers, DC in the middle, unit mean power), "estimates"
@@ -273,7 +275,7 @@ class phy_rx(gr.hier_block2):
         # One symbol (the stock alignment) less TIMING_OFFSET: the windows start that much later.
         self.delay = blocks.delay(gr.sizeof_gr_complex, lay.symbol_len - TIMING_OFFSET)
         self.tagger = semcom_python.phy_sync_tagger_cc()
-        self.demux = semcom_python.phy_frame_demux_cvc(lay.cp_len, smooth_taps)
+        self.demux = semcom_python.phy_frame_demux_cvc(lay.cp_len, smooth_taps, True)   # fine timing on
         self.connect(self, self.sync)
         self.connect(self, self.delay, (self.tagger, 0))
         self.connect((self.sync, 0), (self.tagger, 1))

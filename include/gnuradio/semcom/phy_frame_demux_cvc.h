@@ -40,8 +40,12 @@ public:
     /*!
      * \param cp_len cyclic prefix (1..63).
      * \param smooth_taps delay-domain smoothing of h (0 = off, up to 51).
+     * \param fine_timing place the frame by the training pair's correlation with the known
+     *        symbol, searched 24 samples either side of the trigger, the windows 3 samples
+     *        before its peak (phy/estimate.py's fine_timing); the shift is tagged
+     *        "timing_shift". Off: the windows start where the trigger says (as the stock demux).
      */
-    static sptr make(int cp_len, int smooth_taps);
+    static sptr make(int cp_len, int smooth_taps, bool fine_timing = false);
 
     virtual uint64_t frames() const = 0;       //!< headers that passed
     virtual uint64_t crc_failures() const = 0; //!< headers rejected (CRC, version, padding)

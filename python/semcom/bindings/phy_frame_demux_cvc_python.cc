@@ -14,7 +14,7 @@
 /* BINDTOOL_GEN_AUTOMATIC(0)                                                       */
 /* BINDTOOL_USE_PYGCCXML(0)                                                        */
 /* BINDTOOL_HEADER_FILE(phy_frame_demux_cvc.h)                           */
-/* BINDTOOL_HEADER_FILE_HASH(d8d2c7b17c91a5bec3db529dd1768f0a)                     */
+/* BINDTOOL_HEADER_FILE_HASH(9a666571df570862de4a9d361e159ea6)                     */
 /***********************************************************************************/
 
 #include <pybind11/complex.h>
@@ -38,6 +38,7 @@ void bind_phy_frame_demux_cvc(py::module& m)
         .def(py::init(&phy_frame_demux_cvc::make),
            py::arg("cp_len"),
            py::arg("smooth_taps"),
+           py::arg("fine_timing") = false,
            D(phy_frame_demux_cvc,make)
         )
 

@@ -222,3 +222,33 @@ def payload_estimate(body: np.ndarray, est: ChannelEstimate, layout: OfdmLayout,
     return PayloadEstimate(y=(y * scale).astype(np.complex64), h=(h * scale).astype(np.complex64),
                            noise_var=noise, interference_power=interference / g, snr_db=snr_db,
                            sinr_db=sinr_db, gain=g)
+
+
+# Fine timing: how far (samples) either side of the sync's trigger the training pair is
+# searched, and how many samples before the correlation peak the FFT windows then start (inside
+# the cyclic prefix: a phase slope h absorbs; room for a receive filter's pre-cursor).
+FINE_TIMING_SEARCH = 24
+FINE_TIMING_BACKOFF = 3
+
+
+def lts_time(layout: OfdmLayout) -> np.ndarray:
+    """The training symbol's 64 time-domain samples (without prefix, unnormalised)."""
+    return np.fft.ifft(layout.lts_word()) * layout.fft_len
+
+
+def fine_timing(samples: np.ndarray, nominal: int, layout: OfdmLayout, cfo: float, lo: int, hi: int) -> int:
+    """The shift d in [-lo, hi] of the frame's start that best fits the training pair:
+    `nominal` indexes, in `samples`, where LTS1's FFT window starts if the trigger is right
+    (trigger + symbol_len + cp_len); the score is |correlation with the known symbol|^2 summed
+    over both training symbols, each window derotated by the sync's offset (derotate_fft's
+    units). Ties go to the earliest d. Returns the peak's d (not yet backed off)."""
+    ref = np.conj(lts_time(layout)) * np.exp(-2j * cfo / layout.fft_len * np.arange(layout.fft_len))
+    best, best_d = -1.0, -lo
+    for d in range(-lo, hi + 1):
+        score = 0.0
+        for s in (0, layout.symbol_len):
+            start = nominal + d + s
+            score += abs(np.dot(samples[start:start + layout.fft_len], ref)) ** 2
+        if score > best:
+            best, best_d = score, d
+    return best_d
