@@ -214,6 +214,13 @@ def test_vae_name_and_resume_files_are_never_listed_as_shipped(tmp_path, monkeyp
             (tmp_path / f"vae_cifar10_k512{suffix}").read_bytes())
     monkeypatch.setattr(models, "CHECKPOINT_DIR", tmp_path)
     assert list(models.shipped()) == ["vae_cifar10_k512"] == list(models.shipped("kl-vae"))
+    # nor does the converter's sweep of the shipped folder take them for a checkpoint
+    spec = importlib.util.spec_from_file_location("convert_checkpoints", REPO / "apps" / "convert_checkpoints.py")
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    monkeypatch.setattr(converter, "SOURCE_DIR", tmp_path)
+    assert converter.default_paths() == [tmp_path / "vae_cifar10_k512"]
+    assert converter.main(["--check"]) == 0
 
 
 # ------------------------------------------------------------------ the training app
