@@ -20,6 +20,7 @@ from pathlib import Path
 from gnuradio.semcom.core import checkpoint as ck
 from gnuradio.semcom.core.jscc import JSCCConfig
 from gnuradio.semcom.core.files import write_bytes_atomic
+from gnuradio.semcom.core.models import RESUME_SUFFIX
 from gnuradio.semcom.diffusion.dit import LINEAR_SCHEDULE, DiTConfig
 
 SOURCE_DIR = Path(__file__).resolve().parents[1] / "python" / "semcom" / "checkpoints"
@@ -28,9 +29,10 @@ OLD_PRIOR_SCHEDULES = {"VP linear betas 1e-4..0.02, 1000 steps": LINEAR_SCHEDULE
 
 
 def default_paths():
-    """The shipped checkpoints: of the source tree when run from it, else of the installed module."""
+    """The shipped checkpoints: of the source tree when run from it, else of the installed module
+    (not the resume files of a training run writing into that folder: they are no checkpoint)."""
     folder = SOURCE_DIR if SOURCE_DIR.is_dir() else ck.CHECKPOINT_DIR
-    return sorted(p.with_suffix("") for p in folder.glob("*.json"))
+    return sorted(p.with_suffix("") for p in folder.glob("*.json") if not p.stem.endswith(RESUME_SUFFIX))
 
 
 def convert_doc(old: dict, weights: Path) -> dict:

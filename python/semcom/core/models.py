@@ -7,6 +7,7 @@ elsewhere works as a name too. Names are composed only here:
     jscc_model_name(role, channel_type, k, image_shape)   jscc_{role}[_mnist]_{channel}_k{k}
     prior_name(role, channel_type, k)                      prior_{role}_{channel}_k{k}
     gaussian_name(role, channel_type, k)                   gauss_{role}_{channel}_k{k}
+    vae_name(dataset, k)                                    vae_{dataset}_k{k}
     jscc_model_for(role, channel_type, k, image_shape)    the model a role uses on a channel
     default_models(channel_type, k, image_shape)          (user, interferer) of a link
 
@@ -21,7 +22,10 @@ from .checkpoint import CHECKPOINT_DIR, CheckpointError, checkpoint_paths
 
 # The name prefix of each kind's shipped checkpoints (a sidecar's own "kind" field is the
 # authority; the prefix only spares reading every sidecar to list one kind).
-KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_"}
+KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_", "kl-vae": "vae_"}
+# OUT.resume.{safetensors,json}: an unfinished training run writing OUT (core/resume.py), never a model
+RESUME_SUFFIX = ".resume"
+VAE_DATASETS = ("cifar10",)
 ROLES = ("user", "interferer")
 
 
@@ -54,6 +58,14 @@ def gaussian_name(role: str, channel_type: str, k: int) -> str:
     return f"gauss_{role}_{channel_type}_k{int(k)}"
 
 
+def vae_name(dataset: str, k: int) -> str:
+    """The name of the KL-VAE (nets/kl_vae.py) trained on `dataset` whose latent is k complex
+    symbols: the autoencoder the `dnsc` and JSCNA-AD schemes send the latent of."""
+    if dataset not in VAE_DATASETS:
+        raise ValueError(f"dataset must be one of {VAE_DATASETS}, got {dataset!r}")
+    return f"vae_{dataset}_k{int(k)}"
+
+
 def shipped(kind: Optional[str] = None) -> Dict[str, Path]:
     """{name: path without extension} of the complete (sidecar + weights) checkpoints shipped in
     CHECKPOINT_DIR, of one kind ("jscc", "dit-prior") or of every kind (None)."""
@@ -66,6 +78,8 @@ def shipped(kind: Optional[str] = None) -> Dict[str, Path]:
     out = {}
     for sidecar in sorted(CHECKPOINT_DIR.glob("*.json")):
         if not sidecar.stem.startswith(prefixes) or not sidecar.with_suffix(".safetensors").exists():
+            continue
+        if sidecar.stem.endswith(RESUME_SUFFIX):  # a training run in progress beside the models
             continue
         if kind is not None and kind not in KIND_PREFIX and _sidecar_kind(sidecar) != kind:
             continue
