@@ -152,6 +152,10 @@ int phy_frame_demux_cvc_impl::general_work(int noutput_items,
         }
         if (d_remaining > 0)
             break;
+        // the next trigger is looked for from the fine timing's margin before this frame's end
+        // (with frames back to back, an early trigger lands in the previous frame's tail), and
+        // that margin stays unread: the search must not depend on where the buffer is cut
+        used = std::max(0, used - d_margin);
         d_search_from = base + used;
         d_state = state::find_trigger;
     }

@@ -575,3 +575,42 @@ def test_fine_timing_reference_finds_the_training_pair():
     for delta in (-24, -7, 0, 9, 24):
         nominal = start + delta + LAYOUT.symbol_len + LAYOUT.cp_len
         assert fine_timing(samples, nominal, LAYOUT, 0.0, 24, 24) == -delta
+
+
+@pytest.mark.parametrize("chunk", [53, 97, 333, 1601])
+def test_fine_timing_does_not_depend_on_where_the_buffers_are_cut(chunk):
+    """Frames back to back (no guard), triggers up to 20 samples early or late: the demux's
+    output (payload symbols and their tags) is the same whether its input comes whole or in
+    pieces of `chunk` samples, and the flowgraph ends at the end of the stream."""
+    rng = np.random.default_rng(23)
+    deltas = [-20, 17, -9, 20, 0, -20]
+    pieces, tags, at = [np.zeros(40, np.complex64)], [], 40
+    for i, delta in enumerate(deltas):
+        z = sim.unit_symbols(98, rng)
+        x = LAYOUT.modulate(LAYOUT.grid(pack_header(Header(scheme_id("mmse"), 3000 + i, i, 98)), z))
+        tags += [tag(at + delta, "phy_trigger", pmt.PMT_T), tag(at + delta, "phy_cfo", pmt.from_double(0.0))]
+        pieces.append(x)
+        at += x.size
+    pieces.append(np.zeros(40, np.complex64))
+    samples = sim.through_channel(np.concatenate(pieces), [1.0], 25.0, rng, LAYOUT).astype(np.complex64)
+
+    def run(limit):
+        tb = gr.top_block()
+        src = blocks.vector_source_c(samples.tolist(), False, 1, tags)
+        demux, sink = phy_frame_demux_cvc(LAYOUT.cp_len, SMOOTH, True), blocks.vector_sink_c(N)
+        if limit:   # at most `limit` samples per call into the demux's (full-size) input buffer
+            pace = blocks.copy(gr.sizeof_gr_complex)
+            pace.set_max_noutput_items(limit)
+            pace.set_min_output_buffer(8192)
+            tb.connect(src, pace, demux, sink)
+        else:
+            tb.connect(src, demux, sink)
+        tb.run()
+        data, answers = payload_symbols_and_tags(sink)
+        return demux.frames(), data, {at: a["timing_shift"] for at, a in answers.items()}
+
+    whole, pieces_ = run(0), run(chunk)
+    assert whole[0] == pieces_[0] == len(deltas)
+    assert whole[2] == pieces_[2]
+    assert sorted(whole[2].values()) == sorted(-d - 3 for d in deltas)
+    np.testing.assert_array_equal(whole[1], pieces_[1])
