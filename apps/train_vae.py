@@ -48,6 +48,7 @@ from tqdm import tqdm
 from gnuradio.semcom.core.checkpoint import CheckpointError
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor, to_uint8
+from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
 from gnuradio.semcom.core.metrics import psnr, ssim
 from gnuradio.semcom.core.resume import check_resume, load_resume, resume_paths, save_resume
 from gnuradio.semcom.nets import kl_vae
@@ -129,14 +130,6 @@ def adv_start(args) -> int:
     return args.adv_start_epoch or args.epochs // 2 + 1
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then cosine from 1 to MIN_LR_RATIO at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 @torch.no_grad()
 def reconstruction_quality(vae: kl_vae.KLVAE, images: np.ndarray, scaled: bool) -> dict:
     """Mean per-image PSNR (dB) and SSIM of the 8-bit reconstructions of uint8 NHWC `images`
@@ -210,7 +203,7 @@ def main(argv=None):
     if args.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
     total = args.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.warmup_steps, total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
     gen = torch.Generator().manual_seed(args.seed)  # batch order, flips, reparameterisation noise
     weights = kl_vae.LossWeights(kl=args.kl_weight, adversarial=args.adv_weight)
 

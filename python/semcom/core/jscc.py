@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from .channel import CHANNEL_TYPES, transmit
 from .equalizer import mmse_equalize
+from .lr_schedule import warmup_cosine_lr
 from .mapping import complex_to_real, to_symbols
 
 ACTIVATIONS = ("prelu", "gelu", "relu")
@@ -416,11 +417,7 @@ class TrainSettings:
 
 
 def _lr_at(step: int, total: int, st: TrainSettings) -> float:
-    if step < st.warmup_steps:
-        return st.lr * (step + 1) / st.warmup_steps
-    t = (step - st.warmup_steps) / max(1, total - st.warmup_steps)
-    lo = st.lr * st.min_lr_ratio
-    return lo + 0.5 * (st.lr - lo) * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return warmup_cosine_lr(step, total, st.warmup_steps, st.lr, st.min_lr_ratio)
 
 
 @dataclass
