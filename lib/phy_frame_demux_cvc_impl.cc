@@ -41,7 +41,7 @@ void phy_frame_demux_cvc_impl::forecast(int noutput_items, gr_vector_int& ninput
                                                            : d_margin + 1;
 }
 
-bool phy_frame_demux_cvc_impl::decode_header(const gr_complex* in, uint64_t trigger, int shift)
+bool phy_frame_demux_cvc_impl::decode_header(const gr_complex* in, int shift)
 {
     const int sym = d_rx.symbol_len();
     const gr_complex* frame = in + shift;
@@ -127,7 +127,7 @@ int phy_frame_demux_cvc_impl::general_work(int noutput_items,
                 const int peak = d_rx.fine_timing(in + at + sym + d_rx.cp_len(), lo, phy::FINE_TIMING_SEARCH, d_cfo);
                 shift = std::max(peak - phy::FINE_TIMING_BACKOFF, -at);
             }
-            if (ok && decode_header(in + at, d_trigger, shift)) {
+            if (ok && decode_header(in + at, shift)) {
                 used = at + shift + phy::HEADER_LEN * sym;
                 d_state = state::payload;
             } else { // search again from the sample after the trigger, as header_payload_demux

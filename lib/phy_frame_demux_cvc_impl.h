@@ -33,7 +33,7 @@ private:
     std::atomic<uint64_t> d_frames{ 0 }, d_crc_failures{ 0 }, d_errors{ 0 }, d_missing_cfo{ 0 };
 
     bool read_cfo(uint64_t trigger);
-    bool decode_header(const gr_complex* in, uint64_t trigger, int shift);
+    bool decode_header(const gr_complex* in, int shift);
 
 public:
     phy_frame_demux_cvc_impl(int cp_len, int smooth_taps, bool fine_timing);
