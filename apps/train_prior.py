@@ -70,6 +70,10 @@ def parse_args(argv=None):
                     "gauss_<role>_<channel>_k<k>)")
     ap.add_argument("--init-from", default="", metavar="CHECKPOINT",
                     help="start the DiT from this prior's weights (its output layer zeroed again)")
+    ap.add_argument("--encoder", default="", metavar="CHECKPOINT",
+                    help="the autoencoder whose latents the prior learns: a JSCC model or a KL-VAE (dnsc's "
+                         "de-noiser: --encoder vae_cifar10_k512 --gaussian ...gauss_vae_cifar10_k512), a shipped "
+                         "name or a path without extension (default: the role's shipped JSCC model)")
     ap.add_argument("--encoder-snr", type=float, default=20.0, help="SNR (dB) the encoder is told")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -108,17 +112,21 @@ def main(argv=None):
 
     schedule = schedule_from_data(LINEAR_SCHEDULE)  # recorded as data in the checkpoint
     base, fit = None, None
+    if args.base == "gaussian" and args.encoder and not args.gaussian:
+        raise SystemExit("train_prior: --encoder needs --gaussian (the Gaussian fitted to that encoder's "
+                         "latents, apps/fit_gaussian.py --encoder) or --base none")
     if args.base == "gaussian":
         gname = args.gaussian or gaussian_name(args.role, args.channel, args.k)
         gpath = checkpoint_paths(gname)[0].with_suffix("") if args.gaussian else base_path(gname, args.out)
         fit, _, _ = load_checkpoint(gpath, GAUSSIAN_KIND)
         base = gaussian_base(Path(gpath).name, gpath, LATENT_SCALE)
 
-    encoder = jscc_model_for(args.role, args.channel, args.k)  # the interferer's is AWGN-trained
+    encoder = args.encoder or jscc_model_for(args.role, args.channel, args.k)  # the interferer's is AWGN-trained
     backend = LocalBackend("cpu")
-    t0 = time.time()
     z_train, n_train = encode_symbols(backend, encoder, TRAIN[args.role], args.encoder_snr, args.max_images)
     z_test, n_test = encode_symbols(backend, encoder, args.monitor_images, args.encoder_snr)
+    if z_train.shape[1] != args.k:
+        raise SystemExit(f"train_prior: {encoder} sends {z_train.shape[1]} symbols per image, not --k {args.k}")
     test_x = unit_latents(z_test, args.role, args.channel, torch.Generator().manual_seed(12345))
     grid = 8  # 32x32 images: the encoder's 8x8 latent map
     cfg = DiTConfig(latent_dim=2 * args.k, grid=grid, width=args.width, depth=args.depth, heads=4, base=base)

@@ -202,6 +202,32 @@ def test_checkpoint_round_trip_and_a_missing_one(tmp_path):
         kl_vae.load_vae(ck.CHECKPOINT_DIR / "jscc_user_awgn_k512")
 
 
+def test_the_backend_runs_a_kl_vae_like_a_jscc_model(tmp_path):
+    """LocalBackend.encode/decode/info take a KL-VAE by path: its unit-variance latent flattened
+    channel-major (the DiT's token layout), uint8 images in and out; a prior is no autoencoder."""
+    from gnuradio.semcom.core.data import to_tensor
+    from gnuradio.semcom.inference.local import LocalBackend
+    model = tiny_model(7)
+    model.latent_scale.fill_(0.8)
+    kl_vae.save_vae(tmp_path / "v", model, {})
+    backend = LocalBackend("cpu")
+    pictures = (images(3).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    latents = backend.encode(str(tmp_path / "v"), pictures, 7.0)
+    model.eval()
+    want = model.encode(to_tensor(pictures))
+    assert latents.shape == (3, 1024) and latents.dtype == np.float32
+    np.testing.assert_allclose(latents, want.reshape(3, -1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(latents.reshape(3, 16, 8, 8)[:, 2], want[:, 2].numpy(), rtol=1e-5, atol=1e-6)
+    out = backend.decode(str(tmp_path / "v"), latents, 7.0)
+    assert out.shape == pictures.shape and out.dtype == np.uint8
+    info = backend.info(str(tmp_path / "v"))
+    assert info["k"] == 512 and info["image_shape"] == (32, 32, 3) and info["role"] == "autoencoder"
+    with pytest.raises(CheckpointError, match="not an autoencoder"):
+        models.autoencoder_kind("prior_user_awgn_k512")
+    with pytest.raises(ValueError, match="uint8 images"):
+        backend.encode(str(tmp_path / "v"), pictures[:, :30], 7.0)
+
+
 def test_vae_name_and_resume_files_are_never_listed_as_shipped(tmp_path, monkeypatch):
     assert models.vae_name("cifar10", 512) == "vae_cifar10_k512"
     with pytest.raises(ValueError, match="dataset"):

@@ -8,6 +8,7 @@ elsewhere works as a name too. Names are composed only here:
     prior_name(role, channel_type, k)                      prior_{role}_{channel}_k{k}
     gaussian_name(role, channel_type, k)                   gauss_{role}_{channel}_k{k}
     vae_name(dataset, k)                                    vae_{dataset}_k{k}
+    vae_prior_name(vae), vae_gaussian_name(vae)            prior_{vae}, gauss_{vae}
     jscc_model_for(role, channel_type, k, image_shape)    the model a role uses on a channel
     default_models(channel_type, k, image_shape)          (user, interferer) of a link
 
@@ -58,6 +59,18 @@ def gaussian_name(role: str, channel_type: str, k: int) -> str:
     return f"gauss_{role}_{channel_type}_k{int(k)}"
 
 
+def vae_prior_name(vae: str) -> str:
+    """The diffusion prior of a KL-VAE's per-image-normalised latents (dnsc's de-noiser); beside
+    the VAE where that is a path."""
+    return str(Path(vae).with_name(f"prior_{Path(vae).name}"))
+
+
+def vae_gaussian_name(vae: str) -> str:
+    """The full-covariance Gaussian fitted to the same latents (the de-noiser's control); beside
+    the VAE where that is a path."""
+    return str(Path(vae).with_name(f"gauss_{Path(vae).name}"))
+
+
 def vae_name(dataset: str, k: int) -> str:
     """The name of the KL-VAE (nets/kl_vae.py) trained on `dataset` whose latent is k complex
     symbols: the autoencoder the `dnsc` and JSCNA-AD schemes send the latent of."""
@@ -94,6 +107,20 @@ def _sidecar_kind(sidecar: Path) -> Optional[str]:
         return None
 
 
+AUTOENCODER_KINDS = ("jscc", "kl-vae")
+
+
+def autoencoder_kind(name: str) -> str:
+    """The kind of the autoencoder checkpoint `name` ("jscc" or "kl-vae", from its sidecar);
+    CheckpointError for a missing file or another kind."""
+    sidecar = checkpoint_paths(checkpoint_for(name))[1]
+    kind = _sidecar_kind(sidecar)
+    if kind not in AUTOENCODER_KINDS:
+        raise CheckpointError(f"{sidecar}: a {kind or 'unreadable'} checkpoint, not an autoencoder "
+                              f"({' or '.join(AUTOENCODER_KINDS)})")
+    return kind
+
+
 def list_models() -> List[str]:
     """The shipped JSCC models (the diffusion priors are listed by list_priors)."""
     return list(shipped("jscc"))
@@ -112,6 +139,8 @@ def prior_for(role: str, channel_type: str, k: int) -> Path:
 
 def prior_path(name: str) -> Path:
     """The shipped diffusion prior `name` (path without extension); CheckpointError if absent."""
+    if Path(name).parent != Path("."):   # a prior elsewhere, by path (e.g. beside its KL-VAE)
+        return checkpoint_for(name)
     weights, _ = checkpoint_paths(CHECKPOINT_DIR / name)
     if not weights.exists():
         raise CheckpointError(f"{weights}: no shipped diffusion prior {name!r} "

@@ -9,6 +9,7 @@ import torch
 from ..core.checkpoint import load_checkpoint
 from ..core.data import to_tensor, to_uint8
 from ..core.models import checkpoint_for
+from ..nets.kl_vae import KLVAE
 
 
 def default_device() -> str:
@@ -21,7 +22,9 @@ class LocalBackend:
     encode(model, images uint8 (N, H, W, C), snr_db) -> latents float32 (N, 2k)
     decode(model, latents float32 (N, 2k), snr_db) -> images uint8 (N, H, W, C)
     info(model) -> dict with image_shape (H, W, C), k, cbr, channel
-    Models load on first use; a missing or broken checkpoint raises CheckpointError.
+    `model` is a JSCC model or a KL-VAE (nets/kl_vae.py: its unit-variance latent flattened
+    channel-major; the SNR is not used). Models load on first use; a missing or broken
+    checkpoint raises CheckpointError.
     """
 
     def __init__(self, device: str = ""):
@@ -41,13 +44,15 @@ class LocalBackend:
             return self._loaded[kind, name]
 
     def _get(self, name: str):
-        return self._load(name, "jscc")
+        """A JSCC model or a KL-VAE, by its sidecar's kind."""
+        from ..core.models import autoencoder_kind
+        return self._load(name, autoencoder_kind(name))
 
     def info(self, name: str) -> dict:
         _, cfg, doc = self._get(name)
         c, h, w = cfg.image_shape
         return {"model": name, "image_shape": (h, w, c), "k": cfg.k, "cbr": cfg.cbr,
-                "channel": cfg.channel_type, "role": cfg.role}
+                "channel": getattr(cfg, "channel_type", None), "role": getattr(cfg, "role", "autoencoder")}
 
     @torch.no_grad()
     def encode(self, name: str, images: np.ndarray, snr_db: float) -> np.ndarray:
@@ -58,6 +63,8 @@ class LocalBackend:
             raise ValueError(f"model {name} takes uint8 images of shape (N, {h}, {w}, {c}), "
                              f"got {images.dtype} {images.shape}")
         x = to_tensor(images).to(self.device)
+        if isinstance(model, KLVAE):
+            return model.encode(x).reshape(len(x), -1).float().cpu().numpy()
         return model.encode(x, float(snr_db)).float().cpu().numpy()
 
     @torch.no_grad()
@@ -68,6 +75,8 @@ class LocalBackend:
             raise ValueError(f"model {name} decodes latents of shape (N, {2 * cfg.k}), "
                              f"got {latents.shape}")
         x = torch.from_numpy(latents).to(self.device)
+        if isinstance(model, KLVAE):
+            return to_uint8(model.decode(x.reshape(len(x), *cfg.latent_shape)).cpu())
         return to_uint8(model.decode(x, float(snr_db)).cpu())
 
     # ---- what schemes call besides encode and decode (schemes.base: `models`)

@@ -1,0 +1,106 @@
+"""Latent-Diff DNSC's receiver maths (Xu et al.; spec: ../shared/papers/dnsc.md sections 2 and 5):
+one unconditional prior, trained without any channel, cleans a received latent at any SNR.
+
+The latent u is normalised per image to unit mean square per real dimension (the transmitter's
+power normalisation, eq. 2). After equalisation the receiver holds r = u + n with per-dimension
+noise variance v (1/snr on AWGN). Because x_t / sqrt(abar_t) = x_0 + N(0, (1 - abar_t)/abar_t),
+the received latent IS a forward diffusion state once scaled:
+
+    abar* = 1 / (1 + v)       (= snr / (1 + snr))        sqrt(abar*) r = sqrt(abar*) u + sqrt(1 - abar*) eps
+
+On the discrete grid the start step is the first one with at least that much noise,
+t* = min{t : abar_t <= abar*}, and a top-up of variance abar_t* (v_t* - v) makes the state
+exact (v_t* = (1 - abar_t*)/abar_t*): diffusion.matched_start does both, and on i.i.d. fading
+(v differs per symbol) takes v* as the median and scales the deep fades (CDDM's rule).
+
+The SNR comes from the blind moment estimator: the transmitted block has power exactly P per
+image, so E mean|y|^2 = P mean|h|^2 + sigma^2 and sigma^2 = mean|y|^2 - P mean|h|^2 has
+variance (2 P sigma^2 + sigma^4) / k on AWGN (k symbols).
+
+Reverse chains from t* (none calls a network: `eps_fn(x, t)` is the caller's):
+    ddpm     ancestral DDPM, every step t*..0 (the paper's Alg. 2; NFE = t* + 1)
+    ddim     DDIM (eta = 0) in `steps` steps
+    unipc    UniPC in `steps` steps
+    tweedie  E[x_0 | x_t*] in one evaluation: the posterior mean under the prior (the MMSE
+             estimate; with a unit Gaussian prior exactly the shrinkage abar* r)
+"""
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from .samplers import UniPC, ddim_step
+from .schedule import VPSchedule
+
+SAMPLERS = ("ddpm", "ddim", "unipc", "tweedie")
+MIN_NOISE_VAR = 1e-6   # the blind estimator's floor (relative to P): a noiseless block is not 0
+
+
+def blind_noise_var(y: torch.Tensor, h: torch.Tensor, power: float, floor: float = MIN_NOISE_VAR) -> torch.Tensor:
+    """sigma^2 per image (N,) from received symbols y (N, k) = h z + n with mean|z|^2 = power
+    per image: max(mean|y|^2 - power * mean|h|^2, floor * power)."""
+    if y.ndim != 2 or h.shape != y.shape:
+        raise ValueError(f"need y and h of one shape (N, k), got {tuple(y.shape)} and {tuple(h.shape)}")
+    if not power > 0:
+        raise ValueError(f"power must be > 0, got {power}")
+    est = y.abs().square().mean(-1) - power * h.abs().square().mean(-1)
+    return est.clamp_min(floor * power)
+
+
+def blind_noise_var_std(noise_var: float, power: float, k: int) -> float:
+    """The estimator's standard deviation on AWGN, sqrt((2 P sigma^2 + sigma^4) / k) (before the floor)."""
+    return math.sqrt((2 * power * noise_var + noise_var ** 2) / k)
+
+
+def start_step(schedule: VPSchedule, noise_var: float) -> int:
+    """t* = min{t : abar_t <= 1 / (1 + v)}: the first step with at least noise variance v
+    (relative to a unit-variance x_0); T - 1 where even that has less."""
+    if not noise_var >= 0:
+        raise ValueError(f"noise variance must be >= 0, got {noise_var}")
+    target = 1.0 / (1.0 + noise_var)
+    below = (schedule.alphas_cumprod <= target).nonzero()
+    return int(below[0]) if len(below) else schedule.num_steps - 1
+
+
+def step_noise_var(schedule: VPSchedule, t: int) -> float:
+    """(1 - abar_t) / abar_t: the noise variance of x_t / sqrt(abar_t) around x_0."""
+    abar = schedule.alphas_cumprod[t].item()
+    return (1.0 - abar) / abar
+
+
+def reverse_chain(eps_fn: Callable, x: torch.Tensor, schedule: VPSchedule, t_start: int, sampler: str,
+                  steps: int = 10, order: int = 2, variant: str = "bh2",
+                  generator: Optional[torch.Generator] = None):
+    """(x_0 estimate, network evaluations) of the reverse chain from x at step t_start."""
+    if sampler == "tweedie":
+        return schedule.tweedie_x0(x, t_start, eps_fn(x, t_start)), 1
+    if sampler == "ddpm":
+        return ddpm_ancestral(eps_fn, x, schedule, t_start, generator), t_start + 1
+    timesteps = schedule.timesteps(steps, t_start)
+    if sampler == "unipc":
+        return UniPC(schedule, timesteps, order, variant).sample(eps_fn, x), len(timesteps)
+    if sampler == "ddim":
+        for i, t in enumerate(timesteps):
+            x = ddim_step(schedule, x, eps_fn(x, t), t, timesteps[i + 1] if i + 1 < len(timesteps) else None)
+        return x, len(timesteps)
+    raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+
+
+def ddpm_ancestral(eps_fn: Callable, x: torch.Tensor, schedule: VPSchedule, t_start: int,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Ancestral DDPM from x at t_start to x_0 (Ho et al. Alg. 2 with sigma_t^2 = the posterior
+    variance beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); the paper's Alg. 2, typos fixed):
+    x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t y, y = 0 at the last step."""
+    abar = schedule.alphas_cumprod
+    for t in range(int(t_start), -1, -1):
+        abar_t = abar[t].item()
+        abar_prev = abar[t - 1].item() if t > 0 else 1.0
+        alpha_t = abar_t / abar_prev
+        beta_t = 1.0 - alpha_t
+        eps = eps_fn(x, t)
+        x = (x - beta_t / math.sqrt(1.0 - abar_t) * eps) / math.sqrt(alpha_t)
+        if t > 0:
+            var = beta_t * (1.0 - abar_prev) / (1.0 - abar_t)
+            x = x + math.sqrt(var) * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return x
