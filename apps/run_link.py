@@ -242,9 +242,11 @@ def main(argv=None):
         models = {}
         k = args.k or default_k(images.shape[1:])
         with_interferer = any(math.isfinite(i) for i in sinrs)
-        for c in channels:
+        for c, r in ((c, r) for c in channels for r in receivers):
+            # the user's model: --user-model, else the scheme's own (a JSCC model, dnsc's KL-VAE)
             user, interferer = default_models(c, k, images.shape[1:])
-            user, interferer = args.user_model or user, args.interferer_model or interferer
+            user = args.user_model or check_receiver(r).default_model(c, k, images.shape[1:]) or user
+            interferer = args.interferer_model or interferer
             infos = {name: backend.info(name) for name in ((user, interferer) if with_interferer else (user,))}
             for name, info in infos.items():
                 if tuple(info["image_shape"]) != tuple(images.shape[1:]):
@@ -254,14 +256,13 @@ def main(argv=None):
                 raise ValueError(f"the interferer {interferer} sends k = {infos[interferer]['k']} symbols per image, "
                                  f"the user {user} k = {infos[user]['k']}: they must share the channel symbol "
                                  "for symbol (pick models of the same k)")
-            models[c] = (user, interferer if with_interferer else None, infos[user]["cbr"], infos[user]["k"])
+            models[c, r] = (user, interferer if with_interferer else None, infos[user]["cbr"], infos[user]["k"])
             # A scheme without its checkpoints fails here, not as a run of lost images.
-            for r in receivers:
-                try:
-                    check_receiver(r).check_checkpoints(c, infos[user]["k"], user, images.shape[1:],
-                                                        available=server_checkpoints)
-                except CheckpointError as exc:
-                    raise ValueError(f"{exc} (server {server})" if server else str(exc)) from None
+            try:
+                check_receiver(r).check_checkpoints(c, infos[user]["k"], user, images.shape[1:],
+                                                    available=server_checkpoints)
+            except CheckpointError as exc:
+                raise ValueError(f"{exc} (server {server})" if server else str(exc)) from None
         out = check_out_dir(args.out)
     except (ValueError, DataError, CheckpointError, RuntimeError) as exc:
         ap.error(str(exc))
@@ -281,7 +282,7 @@ def main(argv=None):
     ref = to_tensor(images)
     for receiver in receivers:
         for channel, snr, sinr in points:
-            user, interferer, cbr, k_used = models[channel]
+            user, interferer, cbr, k_used = models[channel, receiver]
             interferer = interferer if math.isfinite(sinr) else None
             where = f"{receiver} {channel} SNR {snr:g} SINR {sinr:g}"
             bar.set_description(where)
@@ -387,7 +388,7 @@ def write_results(out, rows, receivers, channels, sinrs, samples, images, models
 
     sinrs = sorted(set(sinrs))  # numeric order in every legend; inf (no interferer) last
     for channel in channels:
-        cbr = models[channel][2]
+        cbr = models[channel, receivers[0]][2]   # every scheme of a sweep at the same k
         for metric, label in (("psnr_db", "PSNR (dB)"), ("ssim", "SSIM")):
             # {(receiver, sinr): (SNRs, values)}: the curves, for both kinds of plot.
             curves = {}
@@ -428,7 +429,7 @@ def print_table(rows, out):
         print(f"{r['receiver']:15s} {r['channel']:8s} {r['snr_db']:5g} "
               f"{'inf' if r['sinr_db'] is None else format(r['sinr_db'], 'g'):>5s} {r['images']:5d} {r['lost']:5d} "
               f"{fmt(r['psnr_db'], '6.2f')} {fmt(r['ssim'], '6.3f')} {fmt(r['lpips'], '6.3f')} "
-              f"{fmt(r['latent_mse_db'], '7.2f')} {r['nfe']:4d} {fmt(r['images_per_s'], '7.1f')}")
+              f"{fmt(r['latent_mse_db'], '7.2f')} {r['nfe']:4.0f} {fmt(r['images_per_s'], '7.1f')}")
     print(f"results in {out}/ (results.csv, results.jsonl, compare_*.png, psnr_*.png, ssim_*.png, grid_*.png)")
 
 

@@ -159,3 +159,27 @@ def test_ddim_and_unipc_chains_count_their_evaluations():
         assert nfe == want
     with pytest.raises(ValueError, match="sampler"):
         dnsc.reverse_chain(unit_gaussian_eps, x, SCHEDULE, 40, "euler")
+
+
+def test_ancestral_ddpm_with_staggered_starts():
+    """Rows with different start steps in one batch: with one start for all rows it is the
+    single-start chain draw for draw; with several, each row is Gaussian with its own start's
+    closed-form mean sqrt(abar_t) x_t (unit Gaussian prior), and rows not yet started wait."""
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    one = dnsc.ddpm_ancestral(unit_gaussian_eps, x, SCHEDULE, 30, torch.Generator().manual_seed(1))
+    same = dnsc.ddpm_ancestral(unit_gaussian_eps, x, SCHEDULE, [30] * 4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(one, same, rtol=0, atol=0)
+    starts, dim = [5, 93, 40], 30000
+    x = torch.full((3, dim), 0.7, dtype=torch.float64)
+    calls = []
+
+    def eps(rows, t):
+        calls.append(len(rows))
+        return unit_gaussian_eps(rows, t)
+    out = dnsc.ddpm_ancestral(eps, x, SCHEDULE, starts, torch.Generator().manual_seed(2))
+    assert len(calls) == max(starts) + 1 and sum(calls) == sum(t + 1 for t in starts)
+    for row, t in zip(out, starts):
+        gain = SCHEDULE.alphas_cumprod[t].sqrt().item()
+        assert abs(row.mean().item() - gain * 0.7) < 4 * row.std().item() / math.sqrt(dim)
+    with pytest.raises(ValueError, match="start step"):
+        dnsc.ddpm_ancestral(unit_gaussian_eps, x, SCHEDULE, [5, 6])

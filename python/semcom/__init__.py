@@ -7,7 +7,7 @@
 
 C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equalizer_cc,
 phy_sync_tagger_cc, phy_frame_demux_cvc, phy_deframer_vc (phy_rx's), phy_header_decoder_vc.
-Python blocks: symbol_mapper, symbol_demapper, gaussian_latent_source, image_source,
+Python blocks: symbol_mapper, symbol_demapper, snr_estimator_pdu, snr_estimator_cc, gaussian_latent_source, image_source,
 jscc_encoder, jscc_decoder, image_sink, image_display, scheme_encoder, diffusion_receiver
 (any scheme's receiver; icdm_canceller is its earlier name);
 hier blocks scheme_transmitter, scheme_receiver, jscc_transmitter, jscc_receiver, equalized_to_pdu;
@@ -38,6 +38,8 @@ _BLOCKS = {
     "phy_frame_demux_cvc": "semcom_python",
     "symbol_mapper": "symbol_mapper",
     "symbol_demapper": "symbol_demapper",
+    "snr_estimator_pdu": "snr_estimator",
+    "snr_estimator_cc": "snr_estimator",
     "gaussian_latent_source": "gaussian_latent_source",
     "gaussian_link": "gaussian_link",
     "image_source": "image_source",

@@ -95,7 +95,13 @@ class diffusion_receiver(neural_pdu_block):
         meta = pmt.dict_delete(pmt.dict_delete(meta, pmt.intern("w")), pmt.intern("h"))
         image_id = meta_get(meta, "image_id", 0)
         side_info = meta_get(meta, "side_info", None)
-        key = (float(snr), float(sinr))
+        # the operating point's origin: a PHY's estimate (phy_rx: "csi" estimated) or an
+        # snr_estimator_pdu's ("snr_source"), else given (dnsc estimates for itself then)
+        source = meta_get(meta, "snr_source", "estimated" if meta_get(meta, "csi", None) == "estimated" else "given")
+        if source not in schemes.base.SNR_SOURCES:
+            self.logger.error(f"dropped a PDU with an unknown 'snr_source' {source!r}")
+            return None
+        key = (float(snr), float(sinr), source)
         return meta, (key, zhat, w, h, image_id if isinstance(image_id, int) else 0,
                       side_info if isinstance(side_info, dict) else None)
 
@@ -108,7 +114,8 @@ class diffusion_receiver(neural_pdu_block):
             side_info = [items[n][5] or {} for n in idx]
             obs = schemes.Observation(zhat=stack(1), w=stack(2), h=stack(3),
                                       powers=link_powers(key[0], key[1], self.signal_power), snr_db=key[0],
-                                      sinr_db=key[1], channel_type=self.channel_type, coherence=self.coherence,
+                                      sinr_db=key[1], snr_source=key[2], channel_type=self.channel_type,
+                                      coherence=self.coherence,
                                       options=self.options,
                                       seed=(self.seed + items[idx[0]][4]) % 2 ** 63, model=self.model,
                                       side_info=side_info if any(side_info) else [])

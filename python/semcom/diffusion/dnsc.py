@@ -87,20 +87,35 @@ def reverse_chain(eps_fn: Callable, x: torch.Tensor, schedule: VPSchedule, t_sta
     raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
 
 
-def ddpm_ancestral(eps_fn: Callable, x: torch.Tensor, schedule: VPSchedule, t_start: int,
+def ddpm_ancestral(eps_fn: Callable, x: torch.Tensor, schedule: VPSchedule, t_start,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Ancestral DDPM from x at t_start to x_0 (Ho et al. Alg. 2 with sigma_t^2 = the posterior
-    variance beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); the paper's Alg. 2, typos fixed):
-    x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t y, y = 0 at the last step."""
+    """Ancestral DDPM to x_0 (Ho et al. Alg. 2 with sigma_t^2 = the posterior variance
+    beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); the paper's Alg. 2, typos fixed):
+    x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t y, y = 0 at the last step.
+
+    t_start: one step for every row of x, or one per row (each row of x is its state at its
+    own step): one batch runs from the latest start, a row joining when the chain reaches its
+    step, so N images with different starts cost max(t_start) + 1 evaluations of at most N rows,
+    not one chain per start. The noise is drawn for every row at every step (a row's draws do
+    not depend on which others are active)."""
+    starts = torch.as_tensor(t_start).reshape(-1).long()
+    if starts.numel() == 1:
+        starts = starts.expand(x.shape[0])
+    if starts.numel() != x.shape[0] or (starts < 0).any() or (starts >= schedule.num_steps).any():
+        raise ValueError(f"need one start step in [0, {schedule.num_steps}) for each of the {x.shape[0]} rows")
+    x = x.clone()
     abar = schedule.alphas_cumprod
-    for t in range(int(t_start), -1, -1):
+    for t in range(int(starts.max()), -1, -1):
         abar_t = abar[t].item()
         abar_prev = abar[t - 1].item() if t > 0 else 1.0
         alpha_t = abar_t / abar_prev
         beta_t = 1.0 - alpha_t
-        eps = eps_fn(x, t)
-        x = (x - beta_t / math.sqrt(1.0 - abar_t) * eps) / math.sqrt(alpha_t)
-        if t > 0:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if t > 0 else None
+        active = (starts >= t).nonzero()[:, 0].to(x.device)
+        rows = x if len(active) == len(x) else x[active]
+        rows = (rows - beta_t / math.sqrt(1.0 - abar_t) * eps_fn(rows, t)) / math.sqrt(alpha_t)
+        if noise is not None:
             var = beta_t * (1.0 - abar_prev) / (1.0 - abar_t)
-            x = x + math.sqrt(var) * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            rows = rows + math.sqrt(var) * (noise if len(active) == len(x) else noise[active])
+        x[active] = rows
     return x
