@@ -95,3 +95,25 @@ def test_stream_estimator_tags_every_block_and_passes_the_samples(rng):
         assert var == pytest.approx(want_var, rel=1e-5) and snr == pytest.approx(want_snr, abs=1e-4)
     with pytest.raises(ValueError, match="block_len"):
         semcom.snr_estimator_cc(block_len=0)
+
+
+def test_the_receiver_block_takes_the_estimate_as_the_operating_point(rng):
+    """snr_estimator_pdu -> diffusion_receiver: the PDU's estimated snr_db is the operating
+    point and its snr_source reaches the scheme's Observation; a PHY's PDU ("csi" estimated)
+    counts as estimated too; an unknown snr_source is dropped with one error."""
+    y, _ = block(512, 1.0, 7.0, rng)
+    est = post_and_collect(semcom.snr_estimator_pdu(), [make_pdu(meta_of(snr_db=20.0), y)])
+    meta = pmt.car(est[0])
+    k = 512
+    for key, value in (("w", np.ones(k, np.complex64)), ("h", np.ones(k, np.complex64))):
+        meta = pmt.dict_add(meta, pmt.intern(key), pmt.init_c32vector(k, value))
+    rx = semcom.diffusion_receiver("mmse", "awgn", k, 20.0)
+    _, item = rx.prepare(pmt.cons(meta, pmt.cdr(est[0])))
+    snr, _, source = item[0]
+    assert snr == pytest.approx(meta_value(meta, "snr_est_db")) and source == "estimated"
+    phy = pmt.dict_add(pmt.dict_delete(meta, pmt.intern("snr_source")), pmt.intern("csi"), pmt.intern("estimated"))
+    assert rx.prepare(pmt.cons(phy, pmt.cdr(est[0])))[1][0][2] == "estimated"
+    given = pmt.dict_delete(meta, pmt.intern("snr_source"))
+    assert rx.prepare(pmt.cons(given, pmt.cdr(est[0])))[1][0][2] == "given"
+    bad = pmt.dict_add(meta, pmt.intern("snr_source"), pmt.intern("oracle"))
+    assert rx.prepare(pmt.cons(bad, pmt.cdr(est[0]))) is None

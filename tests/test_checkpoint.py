@@ -45,7 +45,10 @@ GAUSSIANS = [f"gauss_{r}_{c}_k512" for r in ("interferer", "user") for c in ("aw
 RETRAINED = ["jscc_interferer_awgn_k512"] + [f"prior_{r}_{c}_k512" for r in ("interferer", "user")
                                             for c in ("awgn", "rayleigh")]
 CONVERTED = sorted(set(ORIGINAL_SHA256) - set(RETRAINED))  # the files converted from the old formats
-SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS)
+# Latent-Diff DNSC (issue 14): the KL-VAE, the de-noiser trained on its latents and that
+# prior's fitted Gaussian (the de-noiser's base and control).
+DNSC = ["gauss_vae_cifar10_k512", "prior_vae_cifar10_k512", "vae_cifar10_k512"]
+SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC)
 
 
 def tiny_jscc():
@@ -367,13 +370,15 @@ def test_shipped_models_listed_by_kind():
     assert sorted(every) == SHIPPED
     assert sorted(models.shipped("jscc")) == models.list_models() == [n for n in SHIPPED if n.startswith("jscc_")]
     assert sorted(models.shipped("dit-prior")) == models.list_priors() == [n for n in SHIPPED if n.startswith("prior_")]
-    assert sorted(models.shipped("gaussian-fit")) == GAUSSIANS
+    assert sorted(models.shipped("gaussian-fit")) == sorted(GAUSSIANS + ["gauss_vae_cifar10_k512"])
+    assert sorted(models.shipped("kl-vae")) == ["vae_cifar10_k512"]
     assert models.shipped("unet") == {}
     assert ck.shipped_checkpoints() == models.shipped("jscc")
     for name, path in every.items():
         doc = ck.read_sidecar(path)
         assert doc["kind"] == ("jscc" if name in models.list_models() else
-                               "dit-prior" if name in models.list_priors() else "gaussian-fit")
+                               "dit-prior" if name in models.list_priors() else
+                               "kl-vae" if name.startswith("vae_") else "gaussian-fit")
         assert path.with_suffix(".safetensors").is_file()
 
 
@@ -394,6 +399,9 @@ def test_model_names_are_composed_in_one_place():
     for channel, k, shape in (("awgn", 512, (32, 32, 3)), ("rayleigh", 512, (32, 32, 3)), ("awgn", 256, (32, 32, 3)),
                               ("rayleigh", 256, (32, 32, 3)), ("awgn", 98, (28, 28, 1))):
         named |= set(models.default_models(channel, k, shape))
+    vae = models.vae_name("cifar10", 512)
+    named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae)}
+    assert models.vae_prior_name("/x/vae_a_k8") == "/x/prior_vae_a_k8"   # beside a VAE given by path
     assert named == shipped
     for r in models.ROLES:
         assert models.prior_for(r, "awgn", 512).name == models.prior_name(r, "awgn", 512)

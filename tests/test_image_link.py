@@ -163,7 +163,7 @@ def test_the_receiver_block_hands_its_coherence_to_the_scheme():
     rx.backend = type("Spy", (), {"receive": lambda self, name, obs: (seen.append(obs), receive(name, obs))[1]})()
     rng = np.random.default_rng(0)
     z = lambda: (rng.standard_normal(512) + 1j * rng.standard_normal(512)).astype(np.complex64)
-    out = rx.run_batch([((20.0, 0.0), z(), z(), z(), 0, None)])
+    out = rx.run_batch([((20.0, 0.0, "given"), z(), z(), z(), 0, None)])   # key: (SNR, SINR, snr_source)
     assert len(out) == 1 and out[0][0].shape == (32, 32, 3)
     assert [obs.coherence for obs in seen] == [16]
     with pytest.raises(ValueError, match="coherence"):
