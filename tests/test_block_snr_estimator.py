@@ -24,7 +24,14 @@ def block(k, power, snr_db, rng, h=None):
 
 
 def numpy_estimate(y, h, power):
-    var = max(np.mean(np.abs(y.astype(np.complex128)) ** 2) - power * np.mean(np.abs(h) ** 2), 1e-6 * power)
+    """The moment estimate; with unequal gains refined 3 times with weights 1/(P|h|^2 + var)^2."""
+    gain = power * np.abs(h.astype(np.complex128)) ** 2
+    term = np.abs(y.astype(np.complex128)) ** 2 - gain
+    var = max(term.mean(), 1e-6 * power)
+    if gain.max() > gain.min() * (1 + 1e-6):
+        for _ in range(3):
+            weight = 1 / (gain + var) ** 2
+            var = max((weight * term).sum() / weight.sum(), 1e-6 * power)
     return var, 10 * math.log10(power / var)
 
 
@@ -40,8 +47,12 @@ def test_pdu_estimator_adds_the_estimate_and_sets_the_operating_point(rng):
     var, snr = numpy_estimate(y, h, 2.0)
     assert meta_value(meta, "noise_var_est") == pytest.approx(var, rel=1e-5)
     assert meta_value(meta, "snr_est_db") == pytest.approx(snr, abs=1e-4)
-    assert meta_value(meta, "snr_db") == pytest.approx(snr, abs=1e-4)
+    # the estimate counts interference as noise: it is the SINR; the PDU's higher SNR stays
+    assert meta_value(meta, "sinr_db") == pytest.approx(snr, abs=1e-4) and meta_value(meta, "snr_db") == 20.0
     assert meta_value(meta, "snr_source") == "estimated" and meta_value(meta, "image_id") == 3
+    below = post_and_collect(semcom.snr_estimator_pdu(power=2.0), [make_pdu(meta_of(snr_db=1.0), y)])
+    assert meta_value(pmt.car(below[0]), "snr_db") == pytest.approx(snr, abs=1e-4)   # never SINR > SNR
+    assert meta_value(pmt.car(below[0]), "sinr_db") == pytest.approx(snr, abs=1e-4)
     np.testing.assert_array_equal(pmt.c32vector_elements(pmt.cdr(out[0])), y)
     # set_snr=False leaves the operating point alone
     kept = post_and_collect(semcom.snr_estimator_pdu(power=2.0, set_snr=False),
@@ -67,8 +78,10 @@ def test_pdu_estimator_drops_garbage_and_goes_on(rng):
     y, _ = block(64, 1.0, 10.0, rng)
     bad_w = pmt.dict_add(meta_of(), pmt.intern("w"), pmt.init_c32vector(3, np.ones(3, np.complex64)))
     bad_w = pmt.dict_add(bad_w, pmt.intern("h"), pmt.init_c32vector(3, np.ones(3, np.complex64)))
+    nan = y.copy()
+    nan[3] = np.nan
     msgs = [pmt.intern("hello"), make_pdu(meta_of(), np.ones(8, np.float32)), make_pdu(bad_w, y),
-            make_pdu(meta_of(image_id=9), y)]
+            make_pdu(meta_of(), nan), make_pdu(meta_of(image_id=9), y)]
     out = post_and_collect(semcom.snr_estimator_pdu(), msgs)
     assert len(out) == 1 and meta_value(pmt.car(out[0]), "image_id") == 9
     with pytest.raises(ValueError, match="power"):
@@ -109,11 +122,29 @@ def test_the_receiver_block_takes_the_estimate_as_the_operating_point(rng):
         meta = pmt.dict_add(meta, pmt.intern(key), pmt.init_c32vector(k, value))
     rx = semcom.diffusion_receiver("mmse", "awgn", k, 20.0)
     _, item = rx.prepare(pmt.cons(meta, pmt.cdr(est[0])))
-    snr, _, source = item[0]
-    assert snr == pytest.approx(meta_value(meta, "snr_est_db")) and source == "estimated"
+    snr, sinr, source = item[0]
+    assert (snr, source) == (20.0, "estimated") and sinr == pytest.approx(meta_value(meta, "snr_est_db"))
     phy = pmt.dict_add(pmt.dict_delete(meta, pmt.intern("snr_source")), pmt.intern("csi"), pmt.intern("estimated"))
     assert rx.prepare(pmt.cons(phy, pmt.cdr(est[0])))[1][0][2] == "estimated"
     given = pmt.dict_delete(meta, pmt.intern("snr_source"))
     assert rx.prepare(pmt.cons(given, pmt.cdr(est[0])))[1][0][2] == "given"
     bad = pmt.dict_add(meta, pmt.intern("snr_source"), pmt.intern("oracle"))
     assert rx.prepare(pmt.cons(bad, pmt.cdr(est[0]))) is None
+
+
+def test_the_receiver_block_drops_one_image_without_its_side_information(rng):
+    """dnsc needs each image's rms: a PDU without it (or with a bad one) is dropped alone at
+    prepare, so it cannot fail the batch it would have joined; norm=average needs none."""
+    k = 512
+    y, _ = block(k, 1.0, 10.0, rng)
+    meta = meta_of(snr_db=10.0)
+    for key in ("w", "h"):
+        meta = pmt.dict_add(meta, pmt.intern(key), pmt.init_c32vector(k, np.ones(k, np.complex64)))
+    rx = semcom.diffusion_receiver("dnsc", "awgn", k, 10.0, model="vae_cifar10_k512")
+    good = pmt.dict_add(meta, pmt.intern("side_info"), pmt.to_pmt({"rms": 1.4}))
+    assert rx.prepare(make_pdu(good, y)) is not None
+    for side in (None, {"rms": float("nan")}, {"rms": "big"}, {"rms": -1.0}, {"other": 1}):
+        m = meta if side is None else pmt.dict_add(meta, pmt.intern("side_info"), pmt.to_pmt(side))
+        assert rx.prepare(make_pdu(m, y)) is None
+    rx_avg = semcom.diffusion_receiver("dnsc", "awgn", k, 10.0, model="vae_cifar10_k512", options="norm=average")
+    assert rx_avg.prepare(make_pdu(meta, y)) is not None

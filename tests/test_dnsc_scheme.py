@@ -104,8 +104,10 @@ def test_dnsc_blind_estimate_and_its_start_step_follow_the_true_snr():
             res[snr] = schemes.get("dnsc").receive(models, obs).extra
         assert res["estimated"]["snr_estimator"] == "blind" and res["genie"]["snr_estimator"] == "genie"
         assert res["genie"]["snr_est_db"] == pytest.approx(snr_db, abs=1e-3)
-        # 16 images of k = 512: the mean estimate's SE is under 0.1 dB at 0 dB and 0.25 dB at 10 dB
-        assert res["estimated"]["snr_est_db"] == pytest.approx(snr_db, abs=1.0)
+        # 4 standard errors of the mean over 16 images, from the estimator's closed-form std
+        sigma2 = 10 ** (-snr_db / 10)
+        tol = 4 * 10 / math.log(10) * dnsc.blind_noise_var_std(sigma2, 1.0, 512) / sigma2 / math.sqrt(16)
+        assert res["estimated"]["snr_est_db"] == pytest.approx(snr_db, abs=tol)
         assert res["genie"]["start_step"] == dnsc.start_step(SCHEDULE, 10 ** (-snr_db / 10))
 
 
@@ -142,6 +144,7 @@ def test_dnsc_options_and_checkpoints():
     assert scheme.max_nfe({"sampler": "tweedie"}) == 1
     assert scheme.max_nfe({"sampler": "unipc", "steps": "7"}) == 7
     assert scheme.max_nfe({"denoise": "off"}) == 0
+    assert scheme.max_nfe({"start": "fixed", "k_fixed": "30"}) == 31 and scheme.max_nfe() == 1000
     assert scheme.checkpoints("awgn", 512) == ["vae_cifar10_k512", "prior_vae_cifar10_k512", "gauss_vae_cifar10_k512"]
     assert scheme.checkpoints("awgn", None) == ["vae_cifar10_k512"]
 
@@ -224,3 +227,43 @@ def test_dnsc_uses_the_phy_estimate_when_the_observation_has_one():
     extra = schemes.get("dnsc").receive(models, obs).extra
     assert extra["snr_estimator"] == "phy" and extra["snr_est_db"] == pytest.approx(5.0, abs=1e-3)
     assert extra["start_step"] == dnsc.start_step(SCHEDULE, 10 ** -0.5)
+
+
+@needs_cifar10
+def test_the_learned_prior_beats_its_fitted_gaussian_end_to_end():
+    """The de-noiser's own contribution: at 5 dB AWGN on 32 CIFAR-10 test images, the learned
+    prior's posterior mean (tweedie) against the fitted Gaussian's (prior=gaussian-full), the
+    same draws, paired per image in latent MSE: below it by more than 4 standard errors
+    (measured when written, 64 images: -0.48 +- 0.05 dB at 5 dB, -0.60 +- 0.06 dB at 10 dB)."""
+    from gnuradio.semcom.inference import get_backend
+    from gnuradio.semcom.schemes.link_sim import simulate
+    images = _cifar("[:32]")
+    backend = get_backend("", "cpu")
+    vae = schemes.get("dnsc").default_model("awgn", 512)
+    mse = {}
+    for prior in ("dit", "gaussian-full"):
+        res = simulate(backend, images, "awgn", 5.0, math.inf, vae, None, "dnsc", seed=0,
+                       receiver_options={"sampler": "tweedie", "snr": "genie", "prior": prior})
+        mse[prior] = np.array(res.latent_mse_db)
+    d = mse["dit"] - mse["gaussian-full"]
+    assert d.mean() + 4 * d.std(ddof=1) / math.sqrt(len(d)) < 0
+
+
+@pytest.mark.slow
+@needs_cifar10
+def test_the_papers_receiver_beats_no_denoiser_at_0_db():
+    """The default dnsc (ancestral DDPM from the matched t*, blind SNR) on the shipped models,
+    32 images at 0 dB AWGN: above denoise=off (measured on 100 images: 16.93 against 13.73 dB)."""
+    from gnuradio.semcom.core.data import to_tensor
+    from gnuradio.semcom.core.metrics import psnr
+    from gnuradio.semcom.inference import get_backend
+    from gnuradio.semcom.schemes.link_sim import simulate
+    images = _cifar("[:32]")
+    backend = get_backend("", "cpu")
+    vae = schemes.get("dnsc").default_model("awgn", 512)
+    got = {}
+    for name, options in (("off", {"denoise": "off"}), ("ddpm", {})):
+        res = simulate(backend, images, "awgn", 0.0, math.inf, vae, None, "dnsc", seed=0, receiver_options=options)
+        got[name] = psnr(to_tensor(res.received), to_tensor(images[res.kept])).mean().item()
+        assert res.nfe > 250 or name == "off"
+    assert got["ddpm"] > got["off"] + 1.0

@@ -831,3 +831,23 @@ def test_sigterm_finishes_the_batch_in_progress_answers_the_rest_and_exits_0():
     finally:
         sock.close(0)
         stop_server(proc)
+
+
+def test_dnsc_runs_on_the_server_as_in_process(server):
+    """The KL-VAE is one of the server's models (info), and dnsc's transmit (with its side
+    information) and receive give what they give in-process."""
+    import torch
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
+    assert client.info("vae_cifar10_k512")["k"] == 512
+    imgs = load_dataset("sample").images[:3]
+    _, obs = equalized_batch(client, imgs, imgs, "awgn", 5.0, float("inf"), "vae_cifar10_k512", "vae_cifar10_k512",
+                             1, torch.Generator().manual_seed(0), scheme="dnsc")
+    _, here_obs = equalized_batch(local, imgs, imgs, "awgn", 5.0, float("inf"), "vae_cifar10_k512",
+                                  "vae_cifar10_k512", 1, torch.Generator().manual_seed(0), scheme="dnsc")
+    assert obs.side_info == here_obs.side_info and len(obs.side_info) == 3
+    torch.testing.assert_close(obs.zhat, here_obs.zhat, rtol=1e-5, atol=1e-5)
+    obs.options = {"sampler": "tweedie"}
+    remote, here = client.receive("dnsc", obs), local.receive("dnsc", obs)
+    assert remote.nfe == here.nfe == 1
+    np.testing.assert_allclose(remote.latents, here.latents, rtol=1e-4, atol=1e-4)

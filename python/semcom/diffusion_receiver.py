@@ -95,6 +95,11 @@ class diffusion_receiver(neural_pdu_block):
         meta = pmt.dict_delete(pmt.dict_delete(meta, pmt.intern("w")), pmt.intern("h"))
         image_id = meta_get(meta, "image_id", 0)
         side_info = meta_get(meta, "side_info", None)
+        try:   # one image's unusable side information drops that image, not its batch
+            schemes.get(self.scheme).check_side_info(side_info if isinstance(side_info, dict) else {}, self.options)
+        except ValueError as exc:
+            self.logger.error(f"dropped a PDU: {exc}")
+            return None
         # the operating point's origin: a PHY's estimate (phy_rx: "csi" estimated) or an
         # snr_estimator_pdu's ("snr_source"), else given (dnsc estimates for itself then)
         source = meta_get(meta, "snr_source", "estimated" if meta_get(meta, "csi", None) == "estimated" else "given")

@@ -6,8 +6,8 @@ exactly), so sigma^2 = mean |y|^2 - P mean |h|^2 per block needs no pilots; its 
 interferer) is counted as noise: the estimate is an SINR.
 
 snr_estimator_pdu: PDU in -> the same PDU out with "snr_est_db" and "noise_var_est" added (and,
-    with set_snr, "snr_db" replaced and "snr_source" = "estimated", so the receivers
-    downstream use it). An equalized PDU (metadata "w" and "h", from equalized_to_pdu or
+    with set_snr, "sinr_db" set to the estimate, "snr_db" to the larger of the estimate and
+    the PDU's own, "snr_source" = "estimated", so the receivers downstream use them). An equalized PDU (metadata "w" and "h", from equalized_to_pdu or
     phy_rx) is estimated on y = zhat / w with its h; a PDU without them on y itself (h = 1).
 snr_estimator_cc: a complex stream passed through unchanged, with the tags "snr_est_db" and
     "noise_var_est" on the first sample of every block of `block_len` samples (h = 1).
@@ -21,7 +21,7 @@ import torch
 from gnuradio import gr
 
 from .diffusion.dnsc import blind_noise_var
-from .pdu_util import drops_on_error, make_pdu, split_pdu
+from .pdu_util import drops_on_error, make_pdu, meta_get, split_pdu
 
 SNR_TAG = "snr_est_db"
 NOISE_TAG = "noise_var_est"
@@ -56,8 +56,8 @@ class snr_estimator_pdu(gr.basic_block):
         if parts is None:
             return
         meta, z = parts
-        if z.size < 1:
-            self.logger.error("dropped an empty symbol PDU")
+        if z.size < 1 or not np.isfinite(z).all():
+            self.logger.error("dropped an empty symbol PDU or one with NaN/inf symbols")
             return
         w, h = (pmt.dict_ref(meta, pmt.intern(key), pmt.PMT_NIL) for key in ("w", "h"))
         if pmt.is_c32vector(w) and pmt.is_c32vector(h):
@@ -73,7 +73,12 @@ class snr_estimator_pdu(gr.basic_block):
         meta = pmt.dict_add(meta, pmt.intern(NOISE_TAG), pmt.from_double(var))
         meta = pmt.dict_add(meta, pmt.intern(SNR_TAG), pmt.from_double(snr_db))
         if self.set_snr:
-            meta = pmt.dict_add(meta, pmt.intern("snr_db"), pmt.from_double(snr_db))
+            # The estimate counts an interferer as noise: it is the SINR. The SNR stays what the
+            # PDU said where that is higher (SINR <= SNR), else becomes the estimate too.
+            given = meta_get(meta, "snr_db", None)
+            snr = max(float(given), snr_db) if isinstance(given, (int, float)) and math.isfinite(given) else snr_db
+            meta = pmt.dict_add(meta, pmt.intern("snr_db"), pmt.from_double(snr))
+            meta = pmt.dict_add(meta, pmt.intern("sinr_db"), pmt.from_double(snr_db))
             meta = pmt.dict_add(meta, pmt.intern("snr_source"), pmt.intern("estimated"))
         self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, z))
 

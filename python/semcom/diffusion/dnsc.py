@@ -37,15 +37,30 @@ SAMPLERS = ("ddpm", "ddim", "unipc", "tweedie")
 MIN_NOISE_VAR = 1e-6   # the blind estimator's floor (relative to P): a noiseless block is not 0
 
 
-def blind_noise_var(y: torch.Tensor, h: torch.Tensor, power: float, floor: float = MIN_NOISE_VAR) -> torch.Tensor:
+def blind_noise_var(y: torch.Tensor, h: torch.Tensor, power: float, floor: float = MIN_NOISE_VAR,
+                    iterations: int = 3) -> torch.Tensor:
     """sigma^2 per image (N,) from received symbols y (N, k) = h z + n with mean|z|^2 = power
-    per image: max(mean|y|^2 - power * mean|h|^2, floor * power)."""
+    per image: the moment estimate mean(|y|^2 - power |h|^2), floored at floor * power.
+
+    With a constant |h| (AWGN) that is exact in expectation with variance (2 P sigma^2 +
+    sigma^4)/k. Under fading the per-symbol terms |h_i|^2 (|z_i|^2 - P) do not cancel, an
+    error of about P std(|h|^2)/sqrt(k) whatever the SNR (it floors many images at high SNR),
+    so the terms are weighted by 1/E[|y_i|^2]^2 = 1/(P |h_i|^2 + sigma^2)^2 (their inverse
+    variance for Gaussian z, which leans on the deep fades, where y is almost all noise),
+    refined `iterations` times from the unweighted estimate. Equal |h| gives equal weights:
+    the AWGN estimate is unchanged."""
     if y.ndim != 2 or h.shape != y.shape:
         raise ValueError(f"need y and h of one shape (N, k), got {tuple(y.shape)} and {tuple(h.shape)}")
     if not power > 0:
         raise ValueError(f"power must be > 0, got {power}")
-    est = y.abs().square().mean(-1) - power * h.abs().square().mean(-1)
-    return est.clamp_min(floor * power)
+    gain = power * h.abs().square()
+    term = y.abs().square() - gain
+    est = term.mean(-1).clamp_min(floor * power)
+    if bool((gain.amax(-1) > gain.amin(-1) * (1 + 1e-6)).any()):
+        for _ in range(int(iterations)):
+            weight = (gain + est[:, None]).pow(-2)
+            est = ((weight * term).sum(-1) / weight.sum(-1)).clamp_min(floor * power)
+    return est
 
 
 def blind_noise_var_std(noise_var: float, power: float, k: int) -> float:

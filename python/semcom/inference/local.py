@@ -31,6 +31,7 @@ class LocalBackend:
         self.device = torch.device(device or default_device())
         self._loaded: Dict[tuple, tuple] = {}  # (kind, name) -> (model on the device, config, sidecar)
         self._lock = threading.Lock()
+        self._kinds: Dict[str, str] = {}   # autoencoder name -> its checkpoint kind
 
     def _load(self, name: str, kind: str):
         """(model on this device, its config, its sidecar) of the checkpoint `name` of `kind`,
@@ -44,9 +45,12 @@ class LocalBackend:
             return self._loaded[kind, name]
 
     def _get(self, name: str):
-        """A JSCC model or a KL-VAE, by its sidecar's kind."""
+        """A JSCC model or a KL-VAE, by its sidecar's kind (read once per name)."""
         from ..core.models import autoencoder_kind
-        return self._load(name, autoencoder_kind(name))
+        kind = self._kinds.get(name)
+        if kind is None:
+            kind = self._kinds[name] = autoencoder_kind(name)
+        return self._load(name, kind)
 
     def info(self, name: str) -> dict:
         _, cfg, doc = self._get(name)

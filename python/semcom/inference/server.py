@@ -215,9 +215,9 @@ class InferenceServer:
 
     # ------------------------------------------------------------------ requests
     def models_info(self):
-        from ..core.models import list_models
+        from ..core.models import list_models, shipped
         out = {}
-        for name in list_models():
+        for name in list_models() + list(shipped("kl-vae")):   # the autoencoders encode/decode run
             try:
                 info = self.backend.info(name)
             except Exception as exc:  # a broken shipped file must not take the server down
@@ -231,6 +231,10 @@ class InferenceServer:
                          "normalisation": "latent [Re z; Im z] with mean|z|^2 = 1 per image; decoder "
                                           "input in the same power-normalised domain",
                          "snr_range_db": list(SNR_RANGE_DB)}
+            if info["role"] == "autoencoder":   # a KL-VAE: its own scale, no SNR input
+                out[name].update(normalisation="latent with unit variance per real dimension on its training "
+                                               "set (not power-normalised); decoder input in the same domain",
+                                 snr_range_db=None)
         return out
 
     def schemes_info(self):

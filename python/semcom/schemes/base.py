@@ -404,6 +404,10 @@ class Scheme:
             at = f"{channel_type}, k = {k}" if k else channel_type
             raise CheckpointError(f"scheme {self.name!r} ({at}) needs checkpoint(s) {', '.join(missing)}: {where}")
 
+    def check_side_info(self, side_info: dict, options: Optional[dict] = None):
+        """ValueError if one image's side information (from its transmitter) is unusable
+        with these options: a receiver block drops that image alone, not its batch."""
+
     def transmit(self, models, images: np.ndarray, tx: TxContext) -> Transmission:
         raise NotImplementedError
 

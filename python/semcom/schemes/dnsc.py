@@ -23,7 +23,11 @@ from . import register
 from .base import Option, Result, Scheme, Transmission, TxContext
 
 SIDE_INFO_BITS = 16            # the latent rms as a float16
-AVERAGE_RMS = math.sqrt(2.0)   # unit variance per real dimension on the training set: mean|s_c|^2 = 2
+# The rms of norm=average: the latent has unit variance per real dimension on the training set
+# (and a mean of 0.03 of its std), so mean|s_c|^2 = 2 there.
+AVERAGE_RMS = math.sqrt(2.0)
+NO_RMS = ("dnsc needs each image's latent rms as side information ('rms': a finite number > 0, from its "
+          "transmitter), or the option norm=average")
 
 
 class DNSC(Scheme):
@@ -65,7 +69,8 @@ class DNSC(Scheme):
         opt = self.option_values(given, channel_type)
         if opt["denoise"] == "off" or opt["prior"] != "dit":
             return 0
-        return {"tweedie": 1, "ddim": opt["steps"], "unipc": opt["steps"]}.get(opt["sampler"], 1000)
+        ddpm = opt["k_fixed"] + 1 if opt["start"] == "fixed" else 1000   # t* + 1 <= T
+        return {"tweedie": 1, "ddim": opt["steps"], "unipc": opt["steps"]}.get(opt["sampler"], ddpm)
 
     def transmit(self, models, images, tx: TxContext) -> Transmission:
         vae = tx.model or self.default_model(tx.channel_type, None, images.shape[1:])
@@ -133,14 +138,17 @@ class DNSC(Scheme):
         networks = opt["prior"] == "dit"
         return self._decode(models, vae, LATENT_SCALE * out, rms, obs, nfe / obs.n if networks else 0, extra)
 
+    def check_side_info(self, side_info, options=None):
+        if self.option_values(options)["norm"] == "side-info" and not _finite_positive((side_info or {}).get("rms")):
+            raise ValueError(NO_RMS)
+
     # -- parts
     @staticmethod
     def _rms(obs, opt) -> torch.Tensor:
         if opt["norm"] == "average":
             return torch.full((obs.n,), AVERAGE_RMS)
         if len(obs.side_info) != obs.n or not all(_finite_positive(d.get("rms")) for d in obs.side_info):
-            raise ValueError("dnsc needs each image's latent rms as side information ('rms' > 0 per image, "
-                             "from its transmitter), or the option norm=average")
+            raise ValueError(NO_RMS)
         return torch.tensor([float(d["rms"]) for d in obs.side_info], dtype=torch.float32)
 
     @staticmethod
