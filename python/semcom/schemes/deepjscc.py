@@ -177,15 +177,25 @@ def prior_eps(models, role, obs: Observation, kind, schedule):
     fitted to the same training latents ("gaussian-full", gauss_<role>_<channel>_k<k>: the
     control a learned prior must beat)."""
     if kind == "gaussian-unit":
-        return lambda x, t: schedule.sigma(t).item() * x
+        return unit_gaussian_eps(schedule)
     if kind == "gaussian-full":
-        fitted = fitted_prior(models, role, obs)
-        return lambda x, t: fitted.eps(x, schedule.alphas_cumprod[t].item(), LATENT_SCALE)
-    model = models.prior(prior_name(role, obs.channel_type, obs.k))
+        return fitted_eps(fitted_prior(models, role, obs), schedule)
+    return network_eps(models.prior(prior_name(role, obs.channel_type, obs.k)))
 
-    def eps(x, t):
-        return model(x, torch.full((x.shape[0],), int(t), device=x.device))
-    return eps
+
+def unit_gaussian_eps(schedule):
+    """The exact eps of a unit Gaussian prior on diffusion latents: sigma_t x_t."""
+    return lambda x, t: schedule.sigma(t).item() * x
+
+
+def fitted_eps(fitted, schedule):
+    """The exact eps of a fitted Gaussian (physical domain) on diffusion latents."""
+    return lambda x, t: fitted.eps(x, schedule.alphas_cumprod[t].item(), LATENT_SCALE)
+
+
+def network_eps(model):
+    """eps(x, t) of a DiT prior: one step t for the whole batch."""
+    return lambda x, t: model(x, torch.full((x.shape[0],), int(t), device=x.device))
 
 
 START_KINDS = ("noise", "observation", "posterior-mean")

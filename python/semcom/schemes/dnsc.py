@@ -153,14 +153,13 @@ class DNSC(Scheme):
 
     @staticmethod
     def _eps(models, vae, prior, schedule):
+        from .deepjscc import fitted_eps, network_eps, unit_gaussian_eps
         if prior == "gaussian":
-            return lambda x, t: schedule.sigma(t).item() * x
+            return unit_gaussian_eps(schedule)
         if prior == "gaussian-full":
             from ..diffusion.gaussian import KIND
-            fitted = models.model(vae_gaussian_name(vae), KIND)
-            return lambda x, t: fitted.eps(x, schedule.alphas_cumprod[t].item(), LATENT_SCALE)
-        model = models.prior(vae_prior_name(vae))
-        return lambda x, t: model(x, torch.full((x.shape[0],), int(t), device=x.device))
+            return fitted_eps(models.model(vae_gaussian_name(vae), KIND), schedule)
+        return network_eps(models.prior(vae_prior_name(vae)))
 
     @staticmethod
     def _decode(models, vae, unit, rms, obs, nfe, extra) -> Result:
