@@ -29,7 +29,7 @@ from gnuradio.semcom.core import metrics
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
-from gnuradio.semcom.core.models import checkpoint_for, jscc_model_name, vae_name
+from gnuradio.semcom.core.models import checkpoint_for, jscc_fixed_snr_name, jscc_model_name, vae_name
 from gnuradio.semcom.core.checkpoint import CheckpointError
 from gnuradio.semcom.diffusion import dnsc
 from gnuradio.semcom.inference.local import LocalBackend
@@ -56,7 +56,7 @@ SWEEP_K = (0, 5, 10, 15, 20, 30, 45, 60, 90, 130, 180, 260, 370)
 
 def fixed_snr_model(snr_db: int) -> str:
     """DeepJSCC trained at one SNR (apps/train_jscc.py --snr-min S --snr-max S), AWGN."""
-    return f"{jscc_model_name('user', 'awgn', 512)}_snr{snr_db}"
+    return jscc_fixed_snr_name("awgn", 512, snr_db)
 
 
 def link_model(link, channel, vae):

@@ -5,7 +5,8 @@ No pickle anywhere: weights are safetensors, everything else is JSON. The sideca
 
     format           "semcom-checkpoint/1"
     kind             the model kind, which says how `config` rebuilds the model: "jscc"
-                     (core/jscc.py), "dit-prior" (diffusion/dit.py), "kl-vae" (nets/kl_vae.py); more by
+                     (core/jscc.py), "dit-prior" (diffusion/dit.py), "kl-vae" (nets/kl_vae.py), "classifier"
+                     (nets/classifier.py); more by
                      `register_kind`
     config           the architecture config of that kind (rebuilds the model)
     schedule         the diffusion noise schedule the model was trained with, as data, e.g.
@@ -84,7 +85,8 @@ _KINDS: Dict[str, ModelKind] = {}
 # points: one in-tree module per kind needs no packaging machinery. A new kind (KL-VAE, U-Net)
 # calls register_kind in its own module and adds one line here.
 _LAZY_KINDS = {"dit-prior": "..diffusion.dit", "gaussian-fit": "..diffusion.gaussian",
-               "kl-vae": "..nets.kl_vae"}
+               "kl-vae": "..nets.kl_vae", "classifier": "..nets.classifier",
+               "cdiff": "..nets.cdiff", "cdiff-autoencoder": "..nets.cdiff"}
 
 
 def _default_config_to_dict(cfg) -> dict:

@@ -23,10 +23,13 @@ from .checkpoint import CHECKPOINT_DIR, CheckpointError, checkpoint_paths
 
 # The name prefix of each kind's shipped checkpoints (a sidecar's own "kind" field is the
 # authority; the prefix only spares reading every sidecar to list one kind).
-KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_", "kl-vae": "vae_"}
+KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_", "kl-vae": "vae_",
+               "classifier": "classifier_", "cdiff": "cdiff_", "cdiff-autoencoder": "cdiff_"}
+CDIFF_SYSTEMS = {"cdiff": "cdiff", "ae": "cdiff-autoencoder", "vae": "cdiff-autoencoder"}   # system -> kind
 # OUT.resume.{safetensors,json}: an unfinished training run writing OUT (core/resume.py), never a model
 RESUME_SUFFIX = ".resume"
 VAE_DATASETS = ("cifar10",)
+CLASSIFIER_DATASETS = ("cifar10",)
 ROLES = ("user", "interferer")
 
 
@@ -42,6 +45,30 @@ def jscc_model_name(role: str, channel_type: str, k: int,
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     data = "mnist_" if _grey(image_shape) else ""
     return f"jscc_{role}_{data}{channel_type}_k{int(k)}"
+
+
+def jscc_fixed_snr_name(channel_type: str, k: int, snr_db: float) -> str:
+    """The user's JSCC model trained at one SNR only (the "DeepJSCC@SNR" baseline of the DNSC
+    paper), beside the SNR-adaptive one of jscc_model_name."""
+    if float(snr_db) != int(snr_db):
+        raise ValueError(f"the fixed training SNR is a whole number of dB, got {snr_db}")
+    return f"{jscc_model_name('user', channel_type, k)}_snr{int(snr_db)}"
+
+
+def cdiff_name(system: str, channel_type: str, k: int) -> str:
+    """A CDiff system (nets/cdiff.py): "cdiff" (encoder + conditional diffusion decoder), "ae"
+    (the matched autoencoder) or "vae" (the VAE baseline), trained through `channel_type`."""
+    if system not in CDIFF_SYSTEMS:
+        raise ValueError(f"system must be one of {tuple(CDIFF_SYSTEMS)}, got {system!r}")
+    return f"cdiff_{'' if system == 'cdiff' else system + '_'}{channel_type}_k{int(k)}"
+
+
+def classifier_name(dataset: str = "cifar10") -> str:
+    """The small classifier of `dataset` (nets/classifier.py): the offline semantic metrics'
+    network (core/semantic.py) and JSCNA-AD's patch importance."""
+    if dataset not in CLASSIFIER_DATASETS:
+        raise ValueError(f"dataset must be one of {CLASSIFIER_DATASETS}, got {dataset!r}")
+    return f"classifier_{dataset}"
 
 
 def prior_name(role: str, channel_type: str, k: int) -> str:
@@ -94,7 +121,7 @@ def shipped(kind: Optional[str] = None) -> Dict[str, Path]:
             continue
         if sidecar.stem.endswith(RESUME_SUFFIX):  # a training run in progress beside the models
             continue
-        if kind is not None and kind not in KIND_PREFIX and _sidecar_kind(sidecar) != kind:
+        if kind is not None and _sidecar_kind(sidecar) != kind:   # (kinds may share a prefix)
             continue
         out[sidecar.stem] = sidecar.with_suffix("")
     return out
@@ -107,7 +134,7 @@ def _sidecar_kind(sidecar: Path) -> Optional[str]:
         return None
 
 
-AUTOENCODER_KINDS = ("jscc", "kl-vae")
+AUTOENCODER_KINDS = ("jscc", "kl-vae", "cdiff", "cdiff-autoencoder")
 
 
 def autoencoder_kind(name: str) -> str:

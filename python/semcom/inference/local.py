@@ -9,6 +9,7 @@ import torch
 from ..core.checkpoint import load_checkpoint
 from ..core.data import to_tensor, to_uint8
 from ..core.models import checkpoint_for
+from ..nets.cdiff import CDiffSystem, encode_images
 from ..nets.kl_vae import KLVAE
 
 
@@ -22,8 +23,9 @@ class LocalBackend:
     encode(model, images uint8 (N, H, W, C), snr_db) -> latents float32 (N, 2k)
     decode(model, latents float32 (N, 2k), snr_db) -> images uint8 (N, H, W, C)
     info(model) -> dict with image_shape (H, W, C), k, cbr, channel
-    `model` is a JSCC model or a KL-VAE (nets/kl_vae.py: its unit-variance latent flattened
-    channel-major; the SNR is not used). Models load on first use; a missing or broken
+    `model` is a JSCC model, a KL-VAE (nets/kl_vae.py: its unit-variance latent flattened
+    channel-major; the SNR is not used) or a CDiff system (nets/cdiff.py: its encoder's reals;
+    only the autoencoder baselines decode here, CDiff itself through its scheme). Models load on first use; a missing or broken
     checkpoint raises CheckpointError.
     """
 
@@ -69,6 +71,8 @@ class LocalBackend:
         x = to_tensor(images).to(self.device)
         if isinstance(model, KLVAE):
             return model.encode(x).reshape(len(x), -1).float().cpu().numpy()
+        if isinstance(model, CDiffSystem):
+            return encode_images(model, x).float().cpu().numpy()
         return model.encode(x, float(snr_db)).float().cpu().numpy()
 
     @torch.no_grad()
@@ -79,6 +83,10 @@ class LocalBackend:
             raise ValueError(f"model {name} decodes latents of shape (N, {2 * cfg.k}), "
                              f"got {latents.shape}")
         x = torch.from_numpy(latents).to(self.device)
+        if isinstance(model, CDiffSystem):
+            if cfg.system == "cdiff":
+                raise ValueError(f"{name} decodes by reverse diffusion: receive through the cdiff scheme")
+            return to_uint8((model.decoder(x) + 1).cpu() / 2)
         if isinstance(model, KLVAE):
             return to_uint8(model.decode(x.reshape(len(x), *cfg.latent_shape)).cpu())
         return to_uint8(model.decode(x, float(snr_db)).cpu())
@@ -96,6 +104,10 @@ class LocalBackend:
     def model(self, name: str, kind: str):
         """A checkpoint of any other kind (e.g. "gaussian-fit") on this device, loaded once."""
         return self._load(name, kind)[0]
+
+    def sidecar(self, name: str, kind: str) -> dict:
+        """The sidecar of that checkpoint (e.g. a CDiff system's schedule), loaded once."""
+        return self._load(name, kind)[2]
 
     # ---- schemes
     def transmit(self, scheme: str, images: np.ndarray, tx):

@@ -62,7 +62,8 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
             tx_seed = (seed * 1_000_003 + sl.start) % 2 ** 31
             received = np.arange(sl.stop - sl.start)
             if phy is None:
-                x, obs = equalized_batch(*args, coherence_len, gen, receiver, tx_seed=tx_seed)
+                x, obs = equalized_batch(*args, coherence_len, gen, receiver, tx_seed=tx_seed,
+                                         options=receiver_options)
                 obs.options, k = dict(receiver_options or {}), obs.k
                 result = backend.receive(receiver, obs)
             else:
@@ -100,16 +101,17 @@ def interferer_symbols(backend, interferer_model, interferer_images, snr_db, sin
 
 
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
-                    interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0):
+                    interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0, options=None):
     """Transmit with `scheme`, send through the channel, MMSE-equalize: (x, obs) with x the
     sent symbols in real form (N, 2k) and obs the schemes.Observation of the receiver (no
-    options; its seed drawn from `generator`). A scheme that needs CSI at the transmitter is
+    options; its seed drawn from `generator`); the transmitter gets the scheme's `options` (a
+    scheme whose transmitter has options, e.g. how many symbols to send). A scheme that needs CSI at the transmitter is
     handed the fading the channel will apply (genie CSIT): the channel is drawn first. The
     draws (h, g, n, then the receiver's seed) come from `generator` in the same order either
     way, so the transmitter's needs change no other draw."""
     from . import get
     from .base import Observation, TxContext
-    tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed)
+    tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed, options=dict(options or {}))
     draw = None
     sender = get(scheme)
     if sender.needs_csit:
@@ -157,7 +159,8 @@ def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db
     from .base import Observation, Result, TxContext
     if get(scheme).needs_csit:
         raise ValueError(f"scheme {scheme!r} needs CSI at the transmitter, which the OFDM link does not feed back yet")
-    sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed))
+    sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed,
+                                                             options=dict(receiver_options or {})))
     z = sent.symbols
     u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
     frames = send_frames(z.numpy(), None if u is None else u.numpy(), snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))
