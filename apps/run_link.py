@@ -272,7 +272,7 @@ def main(argv=None):
         print(f"run_link.py: skipping {skipped} point(s) with SINR > SNR", file=sys.stderr)
 
     from tqdm import tqdm
-    from gnuradio.semcom.core import metrics
+    from gnuradio.semcom.core import metrics, semantic
     from gnuradio.semcom.core.data import to_tensor
     from gnuradio.semcom.schemes import run_record
 
@@ -280,6 +280,7 @@ def main(argv=None):
     bar = tqdm(total=total, unit="img", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     rows, samples = [], {}
     ref = to_tensor(images)
+    labels = None if data.labels is None else data.labels[:len(images)]
     for receiver in receivers:
         for channel, snr, sinr in points:
             user, interferer, cbr, k_used = models[channel, receiver]
@@ -297,7 +298,8 @@ def main(argv=None):
                 sent_cbr = res.symbols_per_image / images[0].size if res.symbols_per_image else None
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
                 snr_est, sinr_est = res.snr_est_db or [], res.sinr_est_db or []
-                per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips)
+                per = (metrics.image_metrics(to_tensor(received), ref[res.kept], not args.no_lpips,
+                                             labels=None if labels is None else labels[res.kept])
                        if len(res.kept) else {})
             else:
                 from gnuradio import semcom
@@ -333,6 +335,12 @@ def main(argv=None):
                    "ssim": metrics.mean_or_none(per.get("ssim")),
                    "ms_ssim": metrics.mean_or_none(per.get("ms_ssim")),
                    "lpips": metrics.mean_or_none(per.get("lpips")),
+                   # module-specific proxies from the shipped classifier (core/semantic.py)
+                   "accuracy": metrics.mean_or_none(per.get("accuracy")),
+                   "label_accuracy": metrics.mean_or_none(per.get("label_accuracy")),
+                   "feature_dist": metrics.mean_or_none(per.get("feature_dist")),
+                   "frechet_dist": per.get("frechet_dist"),
+                   "semantic_proxy": semantic.CLASSIFIER if per.get("accuracy") is not None else None,
                    "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
                    "phy": args.phy, "csi": args.csi if phy else "genie",
                    "snr_est_db": round(metrics.db_mean(snr_est), 3) if snr_est else None,
@@ -423,13 +431,18 @@ def write_results(out, rows, receivers, channels, sinrs, samples, images, models
 
 def print_table(rows, out):
     print(f"{'receiver':15s} {'channel':8s} {'SNR':>5s} {'SINR':>5s} {'n':>5s} {'lost':>5s} {'PSNR':>6s} "
-          f"{'SSIM':>6s} {'LPIPS':>6s} {'latMSE':>7s} {'NFE':>4s} {'img/s':>7s}")
+          f"{'SSIM':>6s} {'LPIPS':>6s} {'acc*':>5s} {'fdist*':>6s} {'latMSE':>7s} {'NFE':>4s} {'img/s':>7s}")
     fmt = lambda v, f: f"{v:{f}}" if v is not None else f"{'null':>{f.split('.')[0]}}"
     for r in rows:
         print(f"{r['receiver']:15s} {r['channel']:8s} {r['snr_db']:5g} "
               f"{'inf' if r['sinr_db'] is None else format(r['sinr_db'], 'g'):>5s} {r['images']:5d} {r['lost']:5d} "
               f"{fmt(r['psnr_db'], '6.2f')} {fmt(r['ssim'], '6.3f')} {fmt(r['lpips'], '6.3f')} "
+              f"{fmt(r['accuracy'], '5.3f')} {fmt(r['feature_dist'], '6.3f')} "
               f"{fmt(r['latent_mse_db'], '7.2f')} {r['nfe']:4.0f} {fmt(r['images_per_s'], '7.1f')}")
+    if any(r["accuracy"] is not None for r in rows):
+        print("* acc (top-1 agreement with the sent image) and fdist (feature distance) are module-specific "
+              f"proxies from the shipped classifier {rows[0].get('semantic_proxy') or 'classifier_cifar10'}, "
+              "not LPIPS (docs/metrics.md)")
     print(f"results in {out}/ (results.csv, results.jsonl, compare_*.png, psnr_*.png, ssim_*.png, grid_*.png)")
 
 

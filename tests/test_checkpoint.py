@@ -48,7 +48,10 @@ CONVERTED = sorted(set(ORIGINAL_SHA256) - set(RETRAINED))  # the files converted
 # Latent-Diff DNSC (issue 14): the KL-VAE, the de-noiser trained on its latents and that
 # prior's fitted Gaussian (the de-noiser's base and control).
 DNSC = ["gauss_vae_cifar10_k512", "prior_vae_cifar10_k512", "vae_cifar10_k512"]
-SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC)
+# DeepJSCC trained at one SNR (DNSC's baselines) and the classifier of the semantic metrics.
+FIXED_SNR = []
+CLASSIFIERS = ["classifier_cifar10"]
+SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS)
 
 
 def tiny_jscc():
@@ -372,13 +375,15 @@ def test_shipped_models_listed_by_kind():
     assert sorted(models.shipped("dit-prior")) == models.list_priors() == [n for n in SHIPPED if n.startswith("prior_")]
     assert sorted(models.shipped("gaussian-fit")) == sorted(GAUSSIANS + ["gauss_vae_cifar10_k512"])
     assert sorted(models.shipped("kl-vae")) == ["vae_cifar10_k512"]
+    assert sorted(models.shipped("classifier")) == CLASSIFIERS
     assert models.shipped("unet") == {}
     assert ck.shipped_checkpoints() == models.shipped("jscc")
     for name, path in every.items():
         doc = ck.read_sidecar(path)
         assert doc["kind"] == ("jscc" if name in models.list_models() else
                                "dit-prior" if name in models.list_priors() else
-                               "kl-vae" if name.startswith("vae_") else "gaussian-fit")
+                               "kl-vae" if name.startswith("vae_") else
+                               "classifier" if name.startswith("classifier_") else "gaussian-fit")
         assert path.with_suffix(".safetensors").is_file()
 
 
@@ -400,7 +405,9 @@ def test_model_names_are_composed_in_one_place():
                               ("rayleigh", 256, (32, 32, 3)), ("awgn", 98, (28, 28, 1))):
         named |= set(models.default_models(channel, k, shape))
     vae = models.vae_name("cifar10", 512)
-    named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae)}
+    named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae), models.classifier_name("cifar10")}
+    named |= {models.jscc_fixed_snr_name("awgn", 512, snr) for snr in ()}
+    assert models.jscc_fixed_snr_name("awgn", 512, 20.0) == "jscc_user_awgn_k512_snr20"
     assert models.vae_prior_name("/x/vae_a_k8") == "/x/prior_vae_a_k8"   # beside a VAE given by path
     assert named == shipped
     for r in models.ROLES:

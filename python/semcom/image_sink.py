@@ -133,8 +133,9 @@ class image_sink(gr.basic_block):
                 per["latent_mse_db"] = metrics.latent_mse_db(
                     torch.from_numpy(np.stack([self.rx[i] for i in lat_ids])),
                     torch.from_numpy(np.stack([self.tx[i] for i in lat_ids]))).tolist()
-            for key in ("psnr_db", "ssim", "ms_ssim", "lpips"):
+            for key in metrics.MEAN_KEYS:
                 out[key] = metrics.mean_or_none(per.get(key))
+            out["frechet_dist"] = per.get("frechet_dist")  # one value per set, not a list
             out["latent_mse_db"] = metrics.db_mean(per.get("latent_mse_db"))
             out["run"] = self.run
             out["per_image"] = per

@@ -6,6 +6,10 @@ All image metrics take float tensors (N, C, H, W) in [0, 1] and return one value
   MS-SSIM needs each side > 160 px with that window, so smaller images get None.
 - LPIPS (AlexNet) from the `lpips` package. Its backbone weights come from torchvision's
   download cache; offline without them, LPIPS is None and one warning is logged.
+- Offline semantic proxies from the shipped CIFAR-10 classifier (core/semantic.py): `accuracy`
+  (top-1 agreement with the sent image), `label_accuracy`, `feature_dist` (LPIPS's form in the
+  classifier's features) and `frechet_dist` (one value per set): module-specific, never LPIPS
+  or FID; None for images that are not 3x32x32.
 - Latent MSE (dB): 10 log10(mean (xhat - x)^2 / mean x^2) per image, in the power-normalised
   symbol domain ([Re z; Im z]), i.e. E|zhat - z|^2 / P.
 """
@@ -102,14 +106,27 @@ def latent_mse_db(xhat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(nmse.clamp_min(1e-20))).float()
 
 
-def image_metrics(x: torch.Tensor, ref: torch.Tensor, with_lpips: bool = True) -> dict:
-    """Per-image metrics of a batch as lists (None where a metric does not apply)."""
+def image_metrics(x: torch.Tensor, ref: torch.Tensor, with_lpips: bool = True,
+                  with_semantic: bool = True, labels=None) -> dict:
+    """Per-image metrics of a batch as lists (None where a metric does not apply), and the
+    batch's `frechet_dist` (one float: a set metric). `labels` (N,) of the sent images, where
+    known, give `label_accuracy`."""
     out = {"psnr_db": psnr(x, ref).tolist(), "ssim": ssim(x, ref).tolist()}
     m = ms_ssim(x, ref)
     out["ms_ssim"] = None if m is None else m.tolist()
     lp = lpips(x, ref) if with_lpips else None
     out["lpips"] = None if lp is None else lp.tolist()
+    if with_semantic:
+        from . import semantic
+        out.update(semantic.semantic_metrics(x, ref, labels))
+    else:
+        out.update({key: None for key in SEMANTIC_KEYS})
     return out
+
+
+SEMANTIC_KEYS = ("accuracy", "label_accuracy", "feature_dist", "frechet_dist")
+# What a row or summary reports as the mean over its images (frechet_dist is already one value).
+MEAN_KEYS = ("psnr_db", "ssim", "ms_ssim", "lpips", "accuracy", "label_accuracy", "feature_dist")
 
 
 def mean_or_none(values):
