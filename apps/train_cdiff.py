@@ -50,7 +50,7 @@ from gnuradio.semcom.core.cli import ArgumentParser, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor
 from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
 from gnuradio.semcom.core.metrics import psnr
-from gnuradio.semcom.core.resume import check_resume, load_resume, resume_paths, save_resume
+from gnuradio.semcom.core.resume import Run, check_resume
 from gnuradio.semcom.diffusion.cdiff import CDiffSchedule
 from gnuradio.semcom.nets import cdiff as nets
 
@@ -179,29 +179,18 @@ def main(argv=None):
         opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
     gen = torch.Generator().manual_seed(args.seed)
 
-    history = {"epoch": [], "mse": [], "kl": [], "monitor_psnr_db": [], "seconds": []}
-    first, step, elapsed, sessions, log_lines = 1, 0, 0.0, [], []
-    if args.resume:
-        doc = load_resume(args.out, trainee, opt, sched, {"generator": gen})
-        first, step, elapsed = doc["epoch"] + 1, doc["step"], doc["elapsed_s"]
-        history, sessions, log_lines = doc["history"], doc["sessions"], doc["log"]
-        print(f"resuming {args.out} after epoch {doc['epoch']} (step {step})", file=sys.stderr, flush=True)
-
-    def log(line):
-        log_lines.append(line)
-        print(line, file=sys.stderr, flush=True)
-
-    if first == 1:
+    run = Run(args.out, command, run_args, args.resume, trainee, opt, sched, {"generator": gen},
+              {"epoch": [], "mse": [], "kl": [], "monitor_psnr_db": [], "seconds": []})
+    history, log = run.history, run.log
+    if run.first == 1:
         log(f"train_cdiff: {command}")
         log(f"  {cfg.system}: encoder {nets.count_parameters(model.encoder):,} + decoder "
             f"{nets.count_parameters(model.decoder):,} parameters; k {args.ks} (CBR "
             f"{', '.join(f'{k / 3072:.4f}' for k in args.ks)}); {args.channel}, SNR U[{args.snr_min:g}, {args.snr_max:g}] dB; "
             f"train {args.train_data} ({n} images), {steps_per_epoch} steps/epoch x {args.epochs}")
-
-    t_session = time.time()
-    last = args.epochs if not args.stop_after else min(args.epochs, first - 1 + args.stop_after)
-    bar = tqdm(total=total, initial=step, disable=args.no_progress, unit="step")
-    for epoch in range(first, last + 1):
+    last = args.epochs if not args.stop_after else min(args.epochs, run.first - 1 + args.stop_after)
+    bar = tqdm(total=total, initial=run.step, disable=args.no_progress, unit="step")
+    for epoch in range(run.first, last + 1):
         model.train()
         perm = torch.randperm(n, generator=gen)
         sums, kl_sum, t_epoch = 0.0, 0.0, time.time()
@@ -221,12 +210,12 @@ def main(argv=None):
             sched.step()
             with torch.no_grad():
                 # EMA with warm-up: the decay grows to --ema, so the first steps' random weights wash out
-                decay = min(args.ema, (1 + step) / (10 + step))
+                decay = min(args.ema, (1 + run.step) / (10 + run.step))
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.lerp_(pm, 1 - decay)
                 for be, bm in zip(ema.buffers(), model.buffers()):
                     be.copy_(bm)
-            step += 1
+            run.step += 1
             sums += stats["mse"]
             kl_sum += stats["kl"] or 0.0
             bar.update(1)
@@ -236,30 +225,22 @@ def main(argv=None):
         history["kl"].append(kl_sum / steps_per_epoch if args.system == "vae" else None)
         history["monitor_psnr_db"].append(mon)
         history["seconds"].append(round(time.time() - t_epoch, 1))
-        wall = elapsed + time.time() - t_session
         log(f"epoch {epoch}/{args.epochs}  mse {history['mse'][-1]:.5f}"
             + (f"  kl {history['kl'][-1]:.4f}" if args.system == "vae" else "")
             + f"  monitor (EMA, {MONITOR_SNR_DB:g} dB{', 10-step DDIM' if schedule else ''}) {mon:.2f} dB  "
-              f"{history['seconds'][-1]:.0f} s (total {wall:.0f} s)")
-        if epoch < args.epochs:
-            save_resume(args.out, trainee, opt,
-                        {"epoch": epoch, "step": step, "elapsed_s": wall, "history": history, "log": log_lines,
-                         "sessions": sessions + [{"command": command, "epochs": [first, epoch]}],
-                         "args": run_args},
-                        sched=sched, generators={"generator": gen})
+              f"{history['seconds'][-1]:.0f} s (total {run.wall:.0f} s)")
+        run.epoch_done(epoch, args.epochs)
     bar.close()
     if last < args.epochs:
         print(f"stopped after epoch {last} of {args.epochs}; continue with --resume", file=sys.stderr, flush=True)
         return 0
-    sessions = sessions + [{"command": command, "epochs": [first, last]}]
-    train_wall = elapsed + time.time() - t_session
     provenance = {
         "training_command": command,
         "arguments": vars(args),
         "train_data": {"spec": args.train_data, "files": [Path(f).name for f in train_set.files], "images": n},
         "monitor_data": {"spec": args.monitor_data, "images": len(monitor_set),
                          "use": f"per-epoch PSNR at {MONITOR_SNR_DB:g} dB; the last epoch is shipped"},
-        "training": {"epochs": args.epochs, "steps": step, "steps_per_epoch": steps_per_epoch,
+        "training": {"epochs": args.epochs, "steps": run.step, "steps_per_epoch": steps_per_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "optimizer": "Adam",
                      "schedule": f"linear warm-up {args.warmup_steps} steps, cosine to {MIN_LR_RATIO:g} x lr",
                      "grad_clip": args.grad_clip, "ema_decay": f"min({args.ema}, (1 + step) / (10 + step))",
@@ -269,19 +250,14 @@ def main(argv=None):
                      "channel": f"{args.channel}, SNR ~ U[{args.snr_min:g}, {args.snr_max:g}] dB per image",
                      "masking": None if args.no_mask else "soft: rho ~ U[0.5, 1], dropped x U(0, 0.2), P = 1",
                      "augmentation": "random horizontal flip", "seed": args.seed, "threads": args.threads,
-                     "wall_time_s": round(train_wall, 1), "sessions": sessions},
+                     "wall_time_s": round(run.wall, 1), "sessions": run.all_sessions(last)},
         "history": history,
-        "log": log_lines,
+        "log": run.lines,
         "software": {"python": platform.python_version(), "torch": torch.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     schedule_doc = (nets.schedule_dict(args.steps, args.beta_start, args.beta_end) if args.system == "cdiff" else None)
-    weights_path, sidecar = nets.save_system(args.out, ema, provenance, schedule_doc)
-    nets.load_system(args.out)  # what we ship must load
-    for path in resume_paths(args.out):
-        path.unlink(missing_ok=True)
-    print(f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and {sidecar}; "
-          f"training {train_wall:.0f} s", file=sys.stderr)
+    run.finish(lambda: nets.save_system(args.out, ema, provenance, schedule_doc), lambda: nets.load_system(args.out))
     return 0
 
 

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor
 from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
-from gnuradio.semcom.core.resume import check_resume, load_resume, resume_paths, save_resume
+from gnuradio.semcom.core.resume import Run, check_resume
 from gnuradio.semcom.nets import classifier as cls_net
 
 TRAIN_DATA = "cifar10_train_batch1+cifar10_train_batch2+cifar10_train_batch3"
@@ -163,27 +163,16 @@ def main(argv=None):
         opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
     gen = torch.Generator().manual_seed(args.seed)
 
-    history = {"epoch": [], "loss": [], "train_accuracy": [], "monitor_accuracy": [], "seconds": []}
-    first, step, elapsed, sessions, log_lines = 1, 0, 0.0, [], []
-    if args.resume:
-        doc = load_resume(args.out, model, opt, sched, {"generator": gen})
-        first, step, elapsed = doc["epoch"] + 1, doc["step"], doc["elapsed_s"]
-        history, sessions, log_lines = doc["history"], doc["sessions"], doc["log"]
-        print(f"resuming {args.out} after epoch {doc['epoch']} (step {step})", file=sys.stderr, flush=True)
-
-    def log(line):
-        log_lines.append(line)
-        print(line, file=sys.stderr, flush=True)
-
-    if first == 1:
+    run = Run(args.out, command, run_args, args.resume, model, opt, sched, {"generator": gen},
+              {"epoch": [], "loss": [], "train_accuracy": [], "monitor_accuracy": [], "seconds": []})
+    history, log = run.history, run.log
+    if run.first == 1:
         log(f"train_classifier: {command}")
         log(f"  config {cfg.to_dict()}: {cls_net.count_parameters(model):,} parameters; train {args.train_data} "
             f"({n} images), {steps_per_epoch} steps/epoch x {args.epochs}; monitor {args.monitor_data}")
-
-    t_session = time.time()
-    last = args.epochs if not args.stop_after else min(args.epochs, first - 1 + args.stop_after)
-    bar = tqdm(total=total, initial=step, disable=args.no_progress, unit="step")
-    for epoch in range(first, last + 1):
+    last = args.epochs if not args.stop_after else min(args.epochs, run.first - 1 + args.stop_after)
+    bar = tqdm(total=total, initial=run.step, disable=args.no_progress, unit="step")
+    for epoch in range(run.first, last + 1):
         model.train()
         perm = torch.randperm(n, generator=gen)
         loss_sum, hits, seen, t_epoch = 0.0, 0, 0, time.time()
@@ -197,7 +186,7 @@ def main(argv=None):
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
+            run.step += 1
             loss_sum += loss.item()
             hits += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -208,21 +197,13 @@ def main(argv=None):
         history["train_accuracy"].append(hits / seen)
         history["monitor_accuracy"].append(monitor)
         history["seconds"].append(round(time.time() - t_epoch, 1))
-        wall = elapsed + time.time() - t_session
         log(f"epoch {epoch}/{args.epochs}  loss {history['loss'][-1]:.4f}  train accuracy {hits / seen:.4f} "
-            f"(augmented)  monitor accuracy {monitor:.4f}  {history['seconds'][-1]:.0f} s (total {wall:.0f} s)")
-        if epoch < args.epochs:
-            save_resume(args.out, model, opt,
-                        {"epoch": epoch, "step": step, "elapsed_s": wall, "history": history, "log": log_lines,
-                         "sessions": sessions + [{"command": command, "epochs": [first, epoch]}],
-                         "args": run_args},
-                        sched=sched, generators={"generator": gen})
+            f"(augmented)  monitor accuracy {monitor:.4f}  {history['seconds'][-1]:.0f} s (total {run.wall:.0f} s)")
+        run.epoch_done(epoch, args.epochs)
     bar.close()
     if last < args.epochs:
         print(f"stopped after epoch {last} of {args.epochs}; continue with --resume", file=sys.stderr, flush=True)
         return 0
-    sessions = sessions + [{"command": command, "epochs": [first, last]}]
-    train_wall = elapsed + time.time() - t_session
     test_accuracy = accuracy(model, eval_set.images, eval_set.labels)
     log(f"test accuracy on {args.eval_data} ({len(eval_set)} images): {test_accuracy:.4f}")
     provenance = {
@@ -231,25 +212,20 @@ def main(argv=None):
         "train_data": {"spec": args.train_data, "files": [Path(f).name for f in train_set.files], "images": n},
         "monitor_data": {"spec": args.monitor_data, "images": len(monitor_set),
                          "use": "per-epoch monitor only; the last epoch is shipped"},
-        "training": {"epochs": args.epochs, "steps": step, "steps_per_epoch": steps_per_epoch,
+        "training": {"epochs": args.epochs, "steps": run.step, "steps_per_epoch": steps_per_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
                      "optimizer": "AdamW", "loss": f"cross-entropy, label smoothing {LABEL_SMOOTHING}",
                      "schedule": f"linear warm-up {args.warmup_steps} steps, cosine to {MIN_LR_RATIO:g} x lr",
                      "augmentation": f"random {CROP_PAD}-pixel reflect-pad crops, horizontal flips",
-                     "seed": args.seed, "threads": args.threads, "wall_time_s": round(train_wall, 1),
-                     "sessions": sessions},
+                     "seed": args.seed, "threads": args.threads, "wall_time_s": round(run.wall, 1),
+                     "sessions": run.all_sessions(last)},
         "test_accuracy": {"value": test_accuracy, "spec": args.eval_data, "images": len(eval_set)},
         "history": history,
-        "log": log_lines,
+        "log": run.lines,
         "software": {"python": platform.python_version(), "torch": torch.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    weights_path, sidecar = cls_net.save_classifier(args.out, model, provenance)
-    cls_net.load_classifier(args.out)  # what we ship must load
-    for path in resume_paths(args.out):
-        path.unlink(missing_ok=True)
-    print(f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and {sidecar}; "
-          f"training {train_wall:.0f} s", file=sys.stderr)
+    run.finish(lambda: cls_net.save_classifier(args.out, model, provenance), lambda: cls_net.load_classifier(args.out))
     return 0
 
 

@@ -111,3 +111,66 @@ def load_resume(out, model: torch.nn.Module, opt: torch.optim.Optimizer, sched=N
         gen.set_state(torch.tensor(saved[name], dtype=torch.uint8))
     torch.set_rng_state(torch.tensor(doc["torch_rng"], dtype=torch.uint8))
     return doc
+
+
+class Run:
+    """The bookkeeping every epoch-resumable training app repeats: where to start (a fresh run
+    or the last finished epoch of OUT's resume pair), the log, the per-epoch resume pair and
+    the end (save, load back, delete the pair).
+
+        run = Run(out, command, run_args, resume, model, opt, sched, {"generator": gen}, history)
+        run.log("...")                       # printed and kept for the sidecar
+        for epoch in range(run.first, last + 1): ...; run.epoch_done(epoch, epochs)
+        paths = run.finish(save, load)       # save() -> (weights, sidecar); load() checks them
+    """
+
+    def __init__(self, out, command: str, run_args: dict, resume: bool, model, opt, sched,
+                 generators: Dict[str, torch.Generator], history: dict):
+        import sys
+        import time
+        self.out, self.command, self.run_args = out, command, run_args
+        self.model, self.opt, self.sched, self.generators = model, opt, sched, generators
+        self.first, self.step, self.elapsed, self.sessions, self.lines = 1, 0, 0.0, [], []
+        self.history = history
+        if resume:
+            doc = load_resume(out, model, opt, sched, generators)
+            self.first, self.step, self.elapsed = doc["epoch"] + 1, doc["step"], doc["elapsed_s"]
+            self.history, self.sessions, self.lines = doc["history"], doc["sessions"], doc["log"]
+            print(f"resuming {out} after epoch {doc['epoch']} (step {self.step})", file=sys.stderr, flush=True)
+        self._t0 = time.time()
+
+    def log(self, line: str):
+        import sys
+        self.lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    @property
+    def wall(self) -> float:
+        """Training seconds so far, every session of the run."""
+        import time
+        return self.elapsed + time.time() - self._t0
+
+    def epoch_done(self, epoch: int, epochs: int):
+        """After a finished epoch: the resume pair (not after the last: the model follows)."""
+        if epoch < epochs:
+            save_resume(self.out, self.model, self.opt,
+                        {"epoch": epoch, "step": self.step, "elapsed_s": self.wall, "history": self.history,
+                         "log": self.lines, "sessions": self.sessions + [{"command": self.command,
+                                                                          "epochs": [self.first, epoch]}],
+                         "args": self.run_args},
+                        sched=self.sched, generators=self.generators)
+
+    def all_sessions(self, last: int) -> list:
+        return self.sessions + [{"command": self.command, "epochs": [self.first, last]}]
+
+    def finish(self, save, load):
+        """save() -> (weights path, sidecar path); load() must succeed on what was saved (what
+        we ship must load); then the resume pair goes. Returns save()'s paths."""
+        import sys
+        weights, sidecar = save()
+        load()
+        for path in resume_paths(self.out):
+            path.unlink(missing_ok=True)
+        print(f"saved {weights} ({Path(weights).stat().st_size / 1e6:.2f} MB) and {sidecar}; "
+              f"training {self.wall:.0f} s", file=sys.stderr)
+        return weights, sidecar
