@@ -49,7 +49,7 @@ CONVERTED = sorted(set(ORIGINAL_SHA256) - set(RETRAINED))  # the files converted
 # prior's fitted Gaussian (the de-noiser's base and control).
 DNSC = ["gauss_vae_cifar10_k512", "prior_vae_cifar10_k512", "vae_cifar10_k512"]
 # DeepJSCC trained at one SNR (DNSC's baselines) and the classifier of the semantic metrics.
-FIXED_SNR = []
+FIXED_SNR = ["jscc_user_awgn_k512_snr10", "jscc_user_awgn_k512_snr20"]
 CLASSIFIERS = ["classifier_cifar10"]
 SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS)
 
@@ -406,7 +406,7 @@ def test_model_names_are_composed_in_one_place():
         named |= set(models.default_models(channel, k, shape))
     vae = models.vae_name("cifar10", 512)
     named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae), models.classifier_name("cifar10")}
-    named |= {models.jscc_fixed_snr_name("awgn", 512, snr) for snr in ()}
+    named |= {models.jscc_fixed_snr_name("awgn", 512, snr) for snr in (10, 20)}
     assert models.jscc_fixed_snr_name("awgn", 512, 20.0) == "jscc_user_awgn_k512_snr20"
     assert models.vae_prior_name("/x/vae_a_k8") == "/x/prior_vae_a_k8"   # beside a VAE given by path
     assert named == shipped
