@@ -217,7 +217,8 @@ class InferenceServer:
     def models_info(self):
         from ..core.models import list_models, shipped
         out = {}
-        autoencoders = [n for kind in ("kl-vae", "cdiff", "cdiff-autoencoder") for n in shipped(kind)]
+        vaes, cdiffs = set(shipped("kl-vae")), set(shipped("cdiff"))
+        autoencoders = sorted(vaes) + sorted(cdiffs) + sorted(shipped("cdiff-autoencoder"))
         for name in list_models() + autoencoders:   # the autoencoders encode/decode run
             try:
                 info = self.backend.info(name)
@@ -232,14 +233,14 @@ class InferenceServer:
                          "normalisation": "latent [Re z; Im z] with mean|z|^2 = 1 per image; decoder "
                                           "input in the same power-normalised domain",
                          "snr_range_db": list(SNR_RANGE_DB)}
-            if name in shipped("kl-vae"):   # a KL-VAE: its own scale, no SNR input
+            if name in vaes:   # a KL-VAE: its own scale, no SNR input
                 out[name].update(normalisation="latent with unit variance per real dimension on its training "
                                                "set (not power-normalised); decoder input in the same domain",
                                  snr_range_db=None)
             elif info["role"] == "autoencoder":   # a CDiff system: no SNR input; cdiff decodes by diffusion
                 out[name].update(normalisation="the encoder's reals before power normalisation; decoder input: "
                                                "received reals in the unit-power symbol domain", snr_range_db=None)
-                if name in shipped("cdiff"):
+                if name in cdiffs:
                     out[name]["decode"] = None   # the reverse diffusion runs in its scheme (receive)
         return out
 
