@@ -46,9 +46,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnuradio.semcom.core.cli import ArgumentParser, run_main
+from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor
-from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
+from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.metrics import psnr
 from gnuradio.semcom.core.resume import Run, check_resume
 from gnuradio.semcom.diffusion.cdiff import CDiffSchedule
@@ -108,13 +108,7 @@ def parse_args(argv=None):
             ap.error(f"--{name.replace('_', '-')} must be finite")
     if not args.lr > 0 or args.grad_clip < 0 or not 0 <= args.ema < 1 or args.snr_min > args.snr_max:
         ap.error("need --lr > 0, --grad-clip >= 0, 0 <= --ema < 1 and --snr-min <= --snr-max")
-    out = Path(args.out)
-    if out.suffix in (".safetensors", ".json"):
-        ap.error(f"--out is a path WITHOUT extension, got {args.out!r}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        ap.error(f"cannot create the --out folder {out.parent}: {exc.strerror}")
+    check_out_path(ap, args.out)
     return args
 
 
@@ -171,12 +165,8 @@ def main(argv=None):
     ema = copy.deepcopy(model).requires_grad_(False)
     trainee = torch.nn.ModuleDict({"model": model, "ema": ema})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    steps_per_epoch = max(1, n // args.batch_size)
-    if args.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
-    total = args.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
+    steps_per_epoch, total, sched = epoch_schedule(opt, n, args.batch_size, args.epochs, args.warmup_steps,
+                                                   MIN_LR_RATIO, args.max_steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
 
     run = Run(args.out, command, run_args, args.resume, trainee, opt, sched, {"generator": gen},

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gnuradio.semcom.core.cli import ArgumentParser, run_main
+from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor
-from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
+from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.resume import Run, check_resume
 from gnuradio.semcom.nets import classifier as cls_net
 
@@ -88,13 +88,7 @@ def parse_args(argv=None):
         v = getattr(args, name)
         if not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
             ap.error(f"--{name.replace('_', '-')} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {v}")
-    out = Path(args.out)
-    if out.suffix in (".safetensors", ".json"):
-        ap.error(f"--out is a path WITHOUT extension, got {args.out!r}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        ap.error(f"cannot create the --out folder {out.parent}: {exc.strerror}")
+    check_out_path(ap, args.out)
     return args
 
 
@@ -155,12 +149,8 @@ def main(argv=None):
     cfg = cls_net.ClassifierConfig(depth=args.depth)
     model = cls_net.SemanticClassifier(cfg)
     opt = torch.optim.AdamW(parameter_groups(model, args.weight_decay), lr=args.lr)
-    steps_per_epoch = max(1, n // args.batch_size)
-    if args.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
-    total = args.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
+    steps_per_epoch, total, sched = epoch_schedule(opt, n, args.batch_size, args.epochs, args.warmup_steps,
+                                                   MIN_LR_RATIO, args.max_steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
 
     run = Run(args.out, command, run_args, args.resume, model, opt, sched, {"generator": gen},

@@ -45,10 +45,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnuradio.semcom.core.checkpoint import CheckpointError
-from gnuradio.semcom.core.cli import ArgumentParser, run_main
+from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
 from gnuradio.semcom.core.data import DataError, load_images, to_tensor, to_uint8
-from gnuradio.semcom.core.lr_schedule import warmup_cosine_lr
+from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.metrics import psnr, ssim
 from gnuradio.semcom.core.resume import check_resume, load_resume, resume_paths, save_resume
 from gnuradio.semcom.nets import kl_vae
@@ -113,13 +112,7 @@ def parse_args(argv=None):
             ap.error(f"--{name.replace('_', '-')} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {v}")
     if args.adv_start_epoch > args.epochs:
         ap.error(f"--adv-start-epoch ({args.adv_start_epoch}) is after the last epoch ({args.epochs})")
-    out = Path(args.out)
-    if out.suffix in (".safetensors", ".json"):
-        ap.error(f"--out is a path WITHOUT extension, got {args.out!r}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        ap.error(f"cannot create the --out folder {out.parent}: {exc.strerror}")
+    check_out_path(ap, args.out)
     return args
 
 
@@ -199,11 +192,8 @@ def main(argv=None):
     if "disc" in parts:
         groups.append({"params": list(parts["disc"].parameters()), "betas": (0.5, 0.9)})
     opt = torch.optim.Adam(groups, lr=args.lr)
-    steps_per_epoch = max(1, n // args.batch_size)
-    if args.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
-    total = args.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_lr(s, total, args.warmup_steps, 1.0, MIN_LR_RATIO))
+    steps_per_epoch, total, sched = epoch_schedule(opt, n, args.batch_size, args.epochs, args.warmup_steps,
+                                                   MIN_LR_RATIO, args.max_steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)  # batch order, flips, reparameterisation noise
     weights = kl_vae.LossWeights(kl=args.kl_weight, adversarial=args.adv_weight)
 

@@ -4,6 +4,19 @@ import argparse
 import sys
 
 
+def check_out_path(ap: argparse.ArgumentParser, out: str):
+    """A training app's --out: a path WITHOUT extension (the app writes OUT.safetensors and
+    OUT.json) whose folder exists or can be made; otherwise the parser's one-line error."""
+    from pathlib import Path
+    path = Path(out)
+    if path.suffix in (".safetensors", ".json"):
+        ap.error(f"--out is a path WITHOUT extension, got {out!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        ap.error(f"cannot create the --out folder {path.parent}: {exc.strerror}")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors as one line, "PROG: error: MESSAGE", and exit status 2 (the
     usage block is noise in a log; --help still prints all of it). Raw description text."""
