@@ -171,3 +171,21 @@ def test_shipped_classifier_beats_chance_and_matches_its_recorded_test_accuracy(
     assert abs(acc - recorded) <= 4 * math.sqrt(recorded * (1 - recorded) / len(x))
     sidecar = json.loads(checkpoint_for(classifier_name("cifar10")).with_suffix(".json").read_text())
     assert sidecar["provenance"]["training_command"].startswith("python apps/train_classifier.py")
+
+
+def test_a_network_that_cannot_load_is_null_with_one_warning_and_one_attempt(caplog):
+    calls = []
+
+    def load():
+        calls.append(1)
+        raise CheckpointError("classifier_x.safetensors: checkpoint weights file not found")
+
+    lazy = metrics.LazyNet(load, "semantic metrics", (CheckpointError,))
+    with caplog.at_level("WARNING", logger="semcom.metrics"):
+        assert lazy.net("cpu") is None and lazy.net("cpu") is None
+    assert len(calls) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "semantic metrics unavailable, reported as null (CheckpointError: classifier_x.safetensors: "
+        "checkpoint weights file not found)"]
+    with pytest.raises(RuntimeError):   # an unexpected error is not swallowed
+        metrics.LazyNet(lambda: (_ for _ in ()).throw(RuntimeError("bug")), "x", (CheckpointError,)).net("cpu")

@@ -54,10 +54,12 @@ def ms_ssim(x: torch.Tensor, ref: torch.Tensor) -> Optional[torch.Tensor]:
     return _ms_ssim(x.float(), ref.float(), data_range=1.0, size_average=False)
 
 
-class _Lpips:
-    """Loads the LPIPS network once; None (and one warning) when its weights are absent."""
+class LazyNet:
+    """A network loaded once per process, on first use, by `load()`; None (and one warning
+    naming `what`) from then on when loading raised one of `expected`. Thread-safe."""
 
-    def __init__(self):
+    def __init__(self, load, what: str, expected=(Exception,)):
+        self._load, self._what, self._expected = load, what, tuple(expected)
         self._lock = threading.Lock()
         self._net = None
         self._failed = False
@@ -66,25 +68,29 @@ class _Lpips:
         with self._lock:
             if self._net is None and not self._failed:
                 try:
-                    import contextlib
-                    import io
-                    import warnings
-
-                    import lpips
-                    # torchvision's deprecation warnings and download chatter are not ours
-                    # to show; the one line below says what happened.
-                    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-                            contextlib.redirect_stdout(io.StringIO()):
-                        warnings.simplefilter("ignore")
-                        self._net = lpips.LPIPS(net="alex", verbose=False).eval()
-                except Exception as exc:  # offline: torchvision cannot fetch the backbone
+                    self._net = self._load()
+                except self._expected as exc:
                     self._failed = True
-                    log.warning("LPIPS unavailable, reported as null (%s: %s)",
-                                type(exc).__name__, str(exc).splitlines()[0][:120])
+                    log.warning("%s unavailable, reported as null (%s: %s)", self._what,
+                                type(exc).__name__, str(exc).splitlines()[0][:200])
             return None if self._net is None else self._net.to(device)
 
 
-_LPIPS = _Lpips()
+def _load_lpips():
+    import contextlib
+    import io
+    import warnings
+
+    import lpips
+    # torchvision's deprecation warnings and download chatter are not ours to show; the one
+    # warning of LazyNet says what happened (offline: torchvision cannot fetch the backbone).
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return lpips.LPIPS(net="alex", verbose=False).eval()
+
+
+_LPIPS = LazyNet(_load_lpips, "LPIPS")
 
 
 @torch.no_grad()

@@ -25,15 +25,12 @@ All take float images (N, 3, 32, 32) in [0, 1] (the received and the sent image)
 A missing classifier checkpoint gives None and one warning, as LPIPS does offline.
 """
 
-import logging
-import threading
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-log = logging.getLogger("semcom.metrics")
-
+from .metrics import LazyNet
 from .models import classifier_name
 
 CLASSIFIER = classifier_name("cifar10")   # the shipped checkpoint these metrics read
@@ -44,28 +41,17 @@ PROXY_NOTE = ("accuracy, label_accuracy, feature_dist and frechet_dist are modul
               "CIFAR-shaped images only, else null)")
 
 
-class _Classifier:
-    """Loads the classifier once per process; None (and one warning) when it cannot."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._model = None
-        self._failed = False
-
-    def model(self, device):
-        with self._lock:
-            if self._model is None and not self._failed:
-                from ..nets.classifier import load_classifier
-                from .checkpoint import CheckpointError
-                try:
-                    self._model = load_classifier(CLASSIFIER)[0]
-                except CheckpointError as exc:
-                    self._failed = True
-                    log.warning("semantic metrics unavailable, reported as null (%s)", str(exc)[:200])
-            return None if self._model is None else self._model.to(device)
+def _load_classifier():
+    from ..nets.classifier import load_classifier
+    return load_classifier(CLASSIFIER)[0]
 
 
-_CLASSIFIER = _Classifier()
+def _expected_errors():
+    from .checkpoint import CheckpointError
+    return (CheckpointError,)
+
+
+_CLASSIFIER = LazyNet(_load_classifier, "semantic metrics", _expected_errors())
 
 
 def applies(images: torch.Tensor) -> bool:
@@ -78,7 +64,7 @@ def classifier_features(images: torch.Tensor, model=None) -> Optional[Dict]:
     in chunks of BATCH images; None when the images are not CIFAR-shaped or there is no model."""
     if not applies(images):
         return None
-    model = model if model is not None else _CLASSIFIER.model(images.device)
+    model = model if model is not None else _CLASSIFIER.net(images.device)
     if model is None:
         return None
     parts = []
