@@ -47,7 +47,7 @@ import torch
 from tqdm import tqdm
 
 from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
-from gnuradio.semcom.core.data import DataError, load_images, to_tensor
+from gnuradio.semcom.core.data import DataError, load_checked_sets, to_tensor
 from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.metrics import psnr
 from gnuradio.semcom.core.resume import Run, check_resume
@@ -148,16 +148,12 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
-        train_set = load_images(args.train_data, args.data_dir)
-        monitor_set = load_images(args.monitor_data, args.data_dir)
+        sets = load_checked_sets({"training": args.train_data, "monitor": args.monitor_data}, args.data_dir,
+                                 (32, 32, 3))
     except DataError as exc:
-        print(f"train_cdiff: error: {exc}", file=sys.stderr)
+        print(f"train_cdiff: error: {exc} (CDiff takes 32x32x3 images)", file=sys.stderr)
         return 2
-    for name, s in (("training", train_set), ("monitor", monitor_set)):
-        if s.images.shape[1:] != (32, 32, 3):
-            print(f"train_cdiff: error: the {name} images are {s.images.shape[1:]}, CDiff takes 32x32x3",
-                  file=sys.stderr)
-            return 2
+    train_set, monitor_set = sets["training"], sets["monitor"]
     images = train_set.images[:args.max_images] if args.max_images else train_set.images
     n = len(images)
 

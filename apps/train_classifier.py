@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
-from gnuradio.semcom.core.data import DataError, load_images, to_tensor
+from gnuradio.semcom.core.data import DataError, load_checked_sets, to_tensor
 from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.resume import Run, check_resume
 from gnuradio.semcom.nets import classifier as cls_net
@@ -129,20 +129,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
-        train_set = load_images(args.train_data, args.data_dir)
-        monitor_set = load_images(args.monitor_data, args.data_dir)
-        eval_set = load_images(args.eval_data, args.data_dir)
+        sets = load_checked_sets({"training": args.train_data, "monitor": args.monitor_data, "eval": args.eval_data},
+                                 args.data_dir, (32, 32, 3), labelled=True)
     except DataError as exc:
-        print(f"train_classifier: error: {exc}", file=sys.stderr)
+        print(f"train_classifier: error: {exc} (the classifier takes labelled 32x32x3 CIFAR-10 images)",
+              file=sys.stderr)
         return 2
-    for name, s in (("training", train_set), ("monitor", monitor_set), ("eval", eval_set)):
-        if s.labels is None:
-            print(f"train_classifier: error: the {name} set has no labels", file=sys.stderr)
-            return 2
-        if s.images.shape[1:] != (32, 32, 3):
-            print(f"train_classifier: error: the {name} images are {s.images.shape[1:]}, the classifier takes "
-                  "32x32x3 (CIFAR-10)", file=sys.stderr)
-            return 2
+    train_set, monitor_set, eval_set = sets["training"], sets["monitor"], sets["eval"]
     images = train_set.images[:args.max_images] if args.max_images else train_set.images
     labels = train_set.labels[:len(images)]
     n = len(images)

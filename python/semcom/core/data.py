@@ -161,6 +161,20 @@ def load_images(spec: Union[str, Sequence[str]], data_dir: Optional[Union[str, P
     return out
 
 
+def load_checked_sets(specs: dict, data_dir=None, image_shape=None, labelled: bool = False) -> dict:
+    """{role: ImageSet} of a training app's sets ({role: spec}); one DataError naming the role
+    for a set that does not load, is not of `image_shape` (H, W, C), or (`labelled`) has no labels."""
+    out = {}
+    for role, spec in specs.items():
+        s = load_images(spec, data_dir)
+        if labelled and s.labels is None:
+            raise DataError(f"the {role} set {spec!r} has no labels")
+        if image_shape is not None and tuple(s.images.shape[1:]) != tuple(image_shape):
+            raise DataError(f"the {role} images ({spec}) are {s.images.shape[1:]}, expected {tuple(image_shape)}")
+        out[role] = s
+    return out
+
+
 def _concat(sets: List[ImageSet]) -> ImageSet:
     shapes = {s.images.shape[1:] for s in sets}
     if len(shapes) != 1:
