@@ -184,7 +184,7 @@ def main(argv=None):
                                  "channel is --taps (constant over each frame)")
             phy = OfdmLink(OfdmChannel(parse_taps(args.taps), args.smooth_taps), args.csi)
             for r in receivers:
-                if check_receiver(r).needs_csit:
+                if any(check_receiver(r).csit_needed(receiver_options[r], c) for c in channels):
                     raise ValueError(f"--receiver {r}: needs CSI at the transmitter, which --phy ofdm does not feed "
                                      "back yet")
         elif args.taps != "1" or args.csi != "estimated" or args.cfo or args.sro or args.phase_noise:

@@ -44,3 +44,25 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+CDIFF_TEST_T = 10
+
+
+@pytest.fixture(scope="module")
+def cdiff_systems(tmp_path_factory):
+    """{system: path} of tiny untrained CDiff-family systems saved to disk (k 128 with a head at
+    64 too; the cdiff one with a T = CDIFF_TEST_T schedule)."""
+    import torch
+    from gnuradio.semcom.nets import cdiff as nets
+    folder = tmp_path_factory.mktemp("cdiff")
+    out = {}
+    for system in nets.SYSTEMS:
+        torch.manual_seed(0)
+        cfg = nets.SystemConfig(system=system,
+                                encoder=nets.EncoderConfig(ks=(64, 128), widths=(4, 8, 8, 4), variational=system == "vae"),
+                                unet=nets.UNetConfig(dim=6, mults=(1, 2), heads=1, head_dim=4) if system == "cdiff" else None)
+        nets.save_system(folder / system, nets.CDiffSystem(cfg), {"training_command": "test"},
+                         nets.schedule_dict(CDIFF_TEST_T, 0.02, 0.2) if system == "cdiff" else None)
+        out[system] = str(folder / system)
+    return out

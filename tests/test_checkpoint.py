@@ -51,7 +51,9 @@ DNSC = ["gauss_vae_cifar10_k512", "prior_vae_cifar10_k512", "vae_cifar10_k512"]
 # DeepJSCC trained at one SNR (DNSC's baselines) and the classifier of the semantic metrics.
 FIXED_SNR = ["jscc_user_awgn_k512_snr10", "jscc_user_awgn_k512_snr20"]
 CLASSIFIERS = ["classifier_cifar10"]
-SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS)
+# CDiff (issue 15): the conditional diffusion decoder's system and the paper's two baselines.
+CDIFF = ["cdiff_ae_awgn_k512", "cdiff_awgn_k512", "cdiff_vae_awgn_k512"]
+SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS + CDIFF)
 
 
 def tiny_jscc():
@@ -376,6 +378,8 @@ def test_shipped_models_listed_by_kind():
     assert sorted(models.shipped("gaussian-fit")) == sorted(GAUSSIANS + ["gauss_vae_cifar10_k512"])
     assert sorted(models.shipped("kl-vae")) == ["vae_cifar10_k512"]
     assert sorted(models.shipped("classifier")) == CLASSIFIERS
+    assert sorted(models.shipped("cdiff")) == ["cdiff_awgn_k512"]
+    assert sorted(models.shipped("cdiff-autoencoder")) == ["cdiff_ae_awgn_k512", "cdiff_vae_awgn_k512"]
     assert models.shipped("unet") == {}
     assert ck.shipped_checkpoints() == models.shipped("jscc")
     for name, path in every.items():
@@ -383,7 +387,9 @@ def test_shipped_models_listed_by_kind():
         assert doc["kind"] == ("jscc" if name in models.list_models() else
                                "dit-prior" if name in models.list_priors() else
                                "kl-vae" if name.startswith("vae_") else
-                               "classifier" if name.startswith("classifier_") else "gaussian-fit")
+                               "classifier" if name.startswith("classifier_") else
+                               "cdiff" if name == "cdiff_awgn_k512" else
+                               "cdiff-autoencoder" if name.startswith("cdiff_") else "gaussian-fit")
         assert path.with_suffix(".safetensors").is_file()
 
 
@@ -407,6 +413,7 @@ def test_model_names_are_composed_in_one_place():
     vae = models.vae_name("cifar10", 512)
     named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae), models.classifier_name("cifar10")}
     named |= {models.jscc_fixed_snr_name("awgn", 512, snr) for snr in (10, 20)}
+    named |= {models.cdiff_name(system, "awgn", 512) for system in models.CDIFF_SYSTEMS}
     assert models.jscc_fixed_snr_name("awgn", 512, 20.0) == "jscc_user_awgn_k512_snr20"
     assert models.vae_prior_name("/x/vae_a_k8") == "/x/prior_vae_a_k8"   # beside a VAE given by path
     assert named == shipped

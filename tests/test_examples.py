@@ -57,13 +57,14 @@ def test_example_compiles_and_runs(path, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("receiver", ["cddm", "icdm"])
-def test_image_link_example_with_a_diffusion_receiver(receiver, tmp_path):
-    """The same no-GUI image-link flowgraph with the receiver chosen on its command line."""
+@pytest.mark.parametrize("receiver, options", [("cddm", ""), ("icdm", ""), ("cdiff", "steps=4,sampler=ddim")])
+def test_image_link_example_with_a_diffusion_receiver(receiver, options, tmp_path):
+    """The same no-GUI image-link flowgraph with the scheme chosen on its command line (each
+    with its own model: cdiff sends its own encoder's symbols)."""
     import json
     script = compile_grc(REPO / "grc" / "examples" / "image_link_nogui.grc", tmp_path)
-    res = subprocess.run([sys.executable, str(script), "-r", receiver], capture_output=True, cwd=tmp_path,
-                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    res = subprocess.run([sys.executable, str(script), "-r", receiver] + (["--receiver-options", options] if options else []),
+                         capture_output=True, cwd=tmp_path, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     summary = json.loads((tmp_path / "image_link_results" / "summary.json").read_text())
     assert summary["images"] == summary["received"] == 32 and summary["missing"] == 0
@@ -237,8 +238,18 @@ def printed_json(stdout):
 
 
 @pytest.mark.slow
+def test_a_flowgraph_variable_reaches_every_channel_type_parameter():
+    """An enum parameter silently falls back to its default when given a variable (the examples'
+    --channel ran AWGN whatever was asked): channel_type is an editable list in every block."""
+    for name, block in blocks_yml().items():
+        for param in block.get("parameters", []):
+            if param["id"] == "channel_type":
+                assert param["dtype"] == "string", name
+
+
 def test_nogui_examples_take_options_and_print_their_summary(tmp_path):
     script = compile_grc(REPO / "grc" / "examples" / "image_link_nogui.grc", tmp_path)
+    assert "fading_interference_channel_cc(channel," in script.read_text()   # --channel reaches the channel
     res = subprocess.run([sys.executable, str(script), "--snr", "12", "--sinr", "inf", "--channel", "rayleigh",
                           "--coherence", "8", "--images", "6", "--seed", "4", "--out", "res", "-r", "cddm",
                           "--receiver-options", "steps=2"],

@@ -9,6 +9,7 @@ import torch
 
 from gnuradio.semcom.core import precoding
 from gnuradio.semcom.core.channel import fading
+from gnuradio.semcom.diffusion import jscna
 
 
 def test_e1_and_the_specs_table():
@@ -62,7 +63,6 @@ def test_awgn_keeps_everything_and_bad_inputs_are_refused():
 # ------------------------------------------------------------------ JSCNA-AD's step allocation (diffusion/jscna.py)
 
 def test_importance_and_step_allocation_span_s_min_to_s_max():
-    from gnuradio.semcom.diffusion import jscna
     g = torch.Generator().manual_seed(1)
     attn = torch.softmax(torch.randn(3, 4, 65, 65, generator=g), -1)
     imp = jscna.patch_importance(attn)
@@ -77,4 +77,95 @@ def test_importance_and_step_allocation_span_s_min_to_s_max():
     assert (jscna.allocate_steps(imp, 12, 12) == 12).all()
     with pytest.raises(ValueError):
         jscna.allocate_steps(imp, 0, 10)
-    assert jscna.ddim_grid(100, 4) == [100, 75, 50, 25, 0]
+
+
+# ------------------------------------------------------------------ the masked reverse process
+def tiny_dit(seed=0):
+    """A small latent DiT with every weight random (adaLN-Zero would make it output zeros)."""
+    from gnuradio.semcom.diffusion.dit import DiTConfig, LatentDiT
+    torch.manual_seed(seed)
+    model = LatentDiT(DiTConfig(latent_dim=4 * 16, grid=4, width=16, depth=2, heads=2)).double()
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.normal_(0, 0.2)
+    return model.eval()
+
+
+def test_token_subsets_compute_only_those_tokens_and_padding_changes_nothing():
+    dit = tiny_dit()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 64, generator=g, dtype=torch.float64)
+    t = torch.tensor([5, 9, 9])
+    everything = torch.arange(16).expand(3, 16)
+    full = dit.residual_tokens(x, t, everything, torch.ones(3, 16, dtype=torch.bool))
+    torch.testing.assert_close(dit.from_tokens(full), dit.residual(x, t))
+    # image 0 runs 3 tokens, image 1 runs 5, image 2 runs 1: padded to 5
+    active = torch.zeros(3, 16, dtype=torch.bool)
+    active[0, [2, 7, 11]] = True
+    active[1, [0, 1, 4, 9, 15]] = True
+    active[2, 6] = True
+    index, valid = jscna.active_index(active)
+    assert index.shape == (3, 5) and valid.sum(1).tolist() == [3, 5, 1]
+    seen = []
+    hook = dit.embed.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape))
+    out = dit.residual_tokens(x, t, index, valid)
+    hook.remove()
+    assert seen == [torch.Size([3, 5, 4])]          # 5 token rows per image, never the 16
+    for n in range(3):                               # each image alone, unpadded: the same numbers
+        alone = dit.residual_tokens(x[n:n + 1], t[n:n + 1], index[n:n + 1, :valid[n].sum()],
+                                    valid[n:n + 1, :valid[n].sum()])
+        torch.testing.assert_close(out[n, :valid[n].sum()], alone[0])
+        assert (out[n, valid[n].sum():] == 0).all()
+    with pytest.raises(ValueError, match="at least one valid token"):
+        dit.residual_tokens(x, t, index, torch.zeros_like(valid))
+
+
+def test_adaptive_sampler_with_equal_steps_is_plain_ddim():
+    from gnuradio.semcom.diffusion import dnsc
+    from gnuradio.semcom.diffusion.schedule import VPSchedule
+    dit = tiny_dit()
+    schedule = VPSchedule.linear()
+    x = torch.randn(2, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    eps_full = lambda z, t: dit(z, torch.full((z.shape[0],), int(t)))
+    want, nfe = dnsc.reverse_chain(eps_full, x, schedule, 180, "ddim", 12)
+    timesteps = schedule.timesteps(12, 180)
+    eps_tokens = lambda z, t, active: dit.to_tokens(eps_full(dit.from_tokens(z), t))
+    got, evaluations = jscna.adaptive_ddim(eps_tokens, dit.to_tokens(x), schedule, timesteps,
+                                           torch.full((2, 16), 12))
+    torch.testing.assert_close(dit.from_tokens(got), want, rtol=1e-10, atol=1e-10)
+    assert nfe == 12 and evaluations.tolist() == [12 * 16, 12 * 16]
+
+
+def test_adaptive_sampler_asks_only_for_active_tokens_and_freezes_the_rest():
+    """Token j is asked for exactly S_j times (S_j - 1 with the first eps given); a token frozen
+    after its last step keeps its x0 estimate; frozen tokens re-enter at the current noise level."""
+    from gnuradio.semcom.diffusion.schedule import VPSchedule
+    schedule = VPSchedule.linear()
+    timesteps = schedule.timesteps(6, 120)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    steps = torch.tensor([[1, 2, 6, 3, 6], [6, 6, 6, 6, 1]])
+    asked = torch.zeros(2, 5, dtype=torch.long)
+    inputs = []
+
+    def eps_tokens(z, t, active):
+        asked.add_(active.long())
+        inputs.append((t, z.clone(), active.clone()))
+        return torch.tanh(z) * 0.5      # a stand-in network, token-wise
+    x0, evaluations = jscna.adaptive_ddim(eps_tokens, x, schedule, timesteps, steps)
+    assert asked.tolist() == steps.tolist() and evaluations.tolist() == steps.sum(1).tolist()
+    # token (0, 0): one step, so its x0 is the Tweedie estimate at the start
+    a = schedule.alphas_cumprod[timesteps[0]].item()
+    torch.testing.assert_close(x0[0, 0], (x[0, 0] - (1 - a) ** 0.5 * torch.tanh(x[0, 0]) * 0.5) / a ** 0.5)
+    # at every later call, the frozen token (0, 0) sits at sqrt(abar) x0 + sqrt(1 - abar) eps
+    e0 = torch.tanh(x[0, 0]) * 0.5
+    for t, z, active in inputs[1:]:
+        a = schedule.alphas_cumprod[t].item()
+        assert not active[0, 0]
+        torch.testing.assert_close(z[0, 0], a ** 0.5 * x0[0, 0] + (1 - a) ** 0.5 * e0)
+    # the first eps given: asked one time fewer per token, same result
+    first = torch.tanh(x) * 0.5
+    asked.zero_()
+    again, evaluations = jscna.adaptive_ddim(eps_tokens, x, schedule, timesteps, steps, first_eps=first)
+    torch.testing.assert_close(again, x0)
+    assert asked.tolist() == (steps - 1).tolist() and evaluations.tolist() == (steps - 1).sum(1).tolist()

@@ -78,6 +78,12 @@ def test_run_record_resolves_the_schemes_options():
                               "sinr_db": math.inf, "interferer_model": INTERFERER, "server": ""})
     assert run["receiver_options"] == dict(schemes.get("cddm").defaults, steps=3)
     assert run["scheme"] == "cddm" and run["sinr_db"] is None and run["interferer_model"] is None
+    # an empty user model (the examples' "each scheme's own") is recorded as the one used
+    for receiver, channel, k, want in (("mmse", "rayleigh", 512, "jscc_user_rayleigh_k512"),
+                                       ("dnsc", "awgn", 512, "vae_cifar10_k512"),
+                                       ("cdiff", "awgn", 256, "cdiff_awgn_k512")):
+        run = schemes.run_record({"receiver": receiver, "channel": channel, "k": k, "user_model": ""})
+        assert run["user_model"] == want
 
 
 # ------------------------------------------------------------------ the wire form

@@ -851,3 +851,43 @@ def test_dnsc_runs_on_the_server_as_in_process(server):
     remote, here = client.receive("dnsc", obs), local.receive("dnsc", obs)
     assert remote.nfe == here.nfe == 1
     np.testing.assert_allclose(remote.latents, here.latents, rtol=1e-4, atol=1e-4)
+
+
+def test_cdiff_runs_on_the_server_as_in_process(server):
+    """The CDiff systems are the server's models (the cdiff one without a decode op: it decodes
+    by reverse diffusion), and the cdiff scheme's transmit and receive (a fast sampler, and the
+    matched AE's) give on the server what they give in-process."""
+    import torch
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
+    models = client.server_info()["models"]
+    assert models["cdiff_awgn_k512"]["decode"] is None and models["cdiff_ae_awgn_k512"]["k"] == 512
+    imgs = load_dataset("sample").images[:3]
+    for scheme, model, options in (("cdiff", "cdiff_awgn_k512", {"steps": 2, "sampler": "ddim"}),
+                                   ("cdiff-ae", "cdiff_ae_awgn_k512", {"k": 256})):
+        (_, obs), (_, here_obs) = (equalized_batch(b, imgs, imgs, "awgn", 5.0, float("inf"), model, model, 1,
+                                                   torch.Generator().manual_seed(0), scheme=scheme, options=options)
+                                   for b in (client, local))
+        torch.testing.assert_close(obs.zhat, here_obs.zhat, rtol=1e-5, atol=1e-5)
+        obs.options = options
+        remote, here = client.receive(scheme, obs), local.receive(scheme, obs)
+        assert remote.nfe == here.nfe == options.get("steps", 0)
+        assert np.abs(remote.images.astype(int) - here.images.astype(int)).max() <= 1
+
+
+def test_jscna_ad_runs_on_the_server_as_in_process(server):
+    """jscna-ad's transmitter gets the channel's fading over the wire (genie CSIT), and its
+    receiver (attention, masked token subsets) gives on the server what it gives in-process."""
+    import torch
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    client, local = ServerBackend(server[0], timeout=120), LocalBackend("cpu")
+    imgs = load_dataset("sample").images[:3]
+    options = {"s_max": 4}
+    (_, obs), (_, here_obs) = (equalized_batch(b, imgs, imgs, "rayleigh", 8.0, float("inf"), "vae_cifar10_k512",
+                                               "vae_cifar10_k512", 1, torch.Generator().manual_seed(0),
+                                               scheme="jscna-ad", options=options) for b in (client, local))
+    torch.testing.assert_close(obs.zhat, here_obs.zhat, rtol=1e-5, atol=1e-5)
+    obs.options = options
+    remote, here = client.receive("jscna-ad", obs), local.receive("jscna-ad", obs)
+    assert remote.extra["patch_nfe"] == here.extra["patch_nfe"] and remote.nfe == pytest.approx(here.nfe)
+    assert np.abs(remote.images.astype(int) - here.images.astype(int)).max() <= 1

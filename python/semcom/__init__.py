@@ -9,7 +9,8 @@ C++ blocks (pybind11): fading_interference_channel_cc, fading_source_c, mmse_equ
 phy_sync_tagger_cc, phy_frame_demux_cvc, phy_deframer_vc (phy_rx's), phy_header_decoder_vc.
 Python blocks: symbol_mapper, symbol_demapper, snr_estimator_pdu, snr_estimator_cc, gaussian_latent_source, image_source,
 jscc_encoder, jscc_decoder, image_sink, image_display, scheme_encoder, diffusion_receiver
-(any scheme's receiver; icdm_canceller is its earlier name);
+(any scheme's receiver; icdm_canceller is its earlier name), cdiff_decoder (the cdiff scheme's),
+jscna_precoder (JSCNA-AD's channel pre-compensation);
 hier blocks scheme_transmitter, scheme_receiver, jscc_transmitter, jscc_receiver, equalized_to_pdu;
 top blocks gaussian_link, image_link.
 GNU Radio-free: gnuradio.semcom.core (maths), .diffusion, .schemes (the scheme registry and
@@ -50,6 +51,8 @@ _BLOCKS = {
     "equalized_to_pdu": "equalized_to_pdu",
     "diffusion_receiver": "diffusion_receiver",
     "icdm_canceller": "diffusion_receiver",
+    "cdiff_decoder": "cdiff_decoder",
+    "jscna_precoder": "jscna_precoder",
     "scheme_encoder": "scheme_transmitter",
     "scheme_transmitter": "scheme_transmitter",
     "scheme_receiver": "scheme_receiver",

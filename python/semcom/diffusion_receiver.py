@@ -32,6 +32,8 @@ class diffusion_receiver(neural_pdu_block):
     fading block of the interferer's channel (1 = i.i.d.; the receivers' Gaussian of the
     interference depends on it)."""
 
+    BLOCK_NAME = "diffusion_receiver"   # what GNU Radio logs it as (scheme-specific subclasses rename it)
+
     def __init__(self, scheme="icdm", channel_type="awgn", k=512, snr_db=20.0, sinr_db=0.0,
                  signal_power=1.0, options="", seed=0, server="", device="", max_batch=16, model="",
                  coherence=1):
@@ -47,7 +49,7 @@ class diffusion_receiver(neural_pdu_block):
         link_powers(float(snr_db), float(sinr_db), float(signal_power))  # validates the operating point
         # a missing checkpoint fails here (in-process, or on the server), not at the first packet
         check_checkpoints_up_front(rx, channel_type, int(k), model, server, device)
-        neural_pdu_block.__init__(self, "diffusion_receiver", "", snr_db, server, device, max_batch)
+        neural_pdu_block.__init__(self, self.BLOCK_NAME, "", snr_db, server, device, max_batch)
         self.message_port_register_out(pmt.intern("images"))
         self.scheme, self.channel_type, self.k, self.model = scheme, channel_type, int(k), model
         self.signal_power, self.seed, self.coherence = float(signal_power), int(seed), int(coherence)

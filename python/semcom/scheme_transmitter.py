@@ -28,9 +28,9 @@ class scheme_encoder(neural_pdu_block):
         if channel_type not in CHANNEL_TYPES:
             raise ValueError(f"channel_type must be one of {CHANNEL_TYPES}, got {channel_type!r}")
         tx = schemes.check(scheme, self.options, channel_type)
-        if tx.needs_csit:
-            raise ValueError(f"scheme {scheme!r} needs the channel at the transmitter, which this block "
-                             "does not take yet")
+        if tx.csit_needed(self.options, channel_type):
+            raise ValueError(f"scheme {scheme!r} needs the channel at the transmitter with these options, which "
+                             "this block does not take (jscna-ad: precoding=block and the jscna_precoder block)")
         if not (float(power) > 0 and np.isfinite(float(power))):
             raise ValueError(f"power must be finite and > 0, got {power}")
         model = model or tx.default_model(channel_type, None)
@@ -74,13 +74,16 @@ class scheme_encoder(neural_pdu_block):
 
 
 def check_checkpoints_up_front(scheme, channel_type, k, model, server, device):
-    """A scheme's checkpoints, checked when a block is made: in-process against the files,
-    with a server against what its `info` lists (one CheckpointError naming every missing one)."""
+    """A scheme's checkpoints, checked when a block is made: in-process against the files (and
+    the scheme's check_model on them), with a server against what its `info` lists (one
+    CheckpointError naming every missing one)."""
     available = None
     if server:
         from .inference import get_backend
         available = get_backend(server, device).checkpoints()  # asked once per server and kept
     scheme.check_checkpoints(channel_type, k, model, available=available)
+    if not server:
+        scheme.check_model(channel_type, k, model)
 
 
 class scheme_transmitter(gr.hier_block2):

@@ -17,6 +17,16 @@ def check_out_path(ap: argparse.ArgumentParser, out: str):
         ap.error(f"cannot create the --out folder {path.parent}: {exc.strerror}")
 
 
+def name_list(ap: argparse.ArgumentParser, option: str, text: str, known) -> list:
+    """A comma-separated list of names, each one of `known` (the parser's one-line error naming
+    `option` otherwise), in the order given."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        ap.error(f"{option}: unknown {', '.join(map(repr, unknown)) or 'empty list'} (known: {', '.join(known)})")
+    return names
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with errors as one line, "PROG: error: MESSAGE", and exit status 2 (the
     usage block is noise in a log; --help still prints all of it). Raw description text."""

@@ -148,6 +148,21 @@ def autoencoder_kind(name: str) -> str:
     return kind
 
 
+def cdiff_system(name: str) -> str:
+    """The CDiff system ("cdiff", "ae" or "vae", from its sidecar) of checkpoint `name`;
+    CheckpointError for a missing file or a checkpoint that is not a CDiff system."""
+    sidecar = checkpoint_paths(checkpoint_for(name))[1]
+    try:
+        doc = json.loads(sidecar.read_text())
+        kind, system = doc.get("kind"), doc["config"]["system"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        kind, system = _sidecar_kind(sidecar), None
+    if kind not in ("cdiff", "cdiff-autoencoder") or CDIFF_SYSTEMS.get(system) != kind:
+        raise CheckpointError(f"{sidecar}: a {kind or 'unreadable'} checkpoint, not a CDiff system "
+                              f"({', '.join(CDIFF_SYSTEMS)})")
+    return system
+
+
 def list_models() -> List[str]:
     """The shipped JSCC models (the diffusion priors are listed by list_priors)."""
     return list(shipped("jscc"))

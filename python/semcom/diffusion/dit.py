@@ -87,10 +87,11 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada.weight)  # adaLN-Zero: every block starts as the identity
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, h, c):
+    def forward(self, h, c, padding=None):
+        """`padding` (N, M) bool: True where a token is padding (attended by none)."""
         s1, b1, g1, s2, b2, g2 = self.ada(c)[:, None].chunk(6, dim=-1)
         y = self.norm1(h) * (1 + s1) + b1
-        h = h + g1 * self.attn(y, y, y, need_weights=False)[0]
+        h = h + g1 * self.attn(y, y, y, key_padding_mask=padding, need_weights=False)[0]
         y = self.norm2(h) * (1 + s2) + b2
         return h + g2 * self.mlp(y)
 
@@ -137,6 +138,26 @@ class LatentDiT(nn.Module):
             h = block(h, c)
         shift, scale = self.out_ada(c)[:, None].chunk(2, dim=-1)
         return self.from_tokens(self.out(self.norm(h) * (1 + scale) + shift))
+
+    def residual_tokens(self, x_t: torch.Tensor, t: torch.Tensor, index: torch.Tensor,
+                        valid: torch.Tensor) -> torch.Tensor:
+        """The network's output on a subset of tokens only, attending among themselves: `index`
+        (N, M) long, the tokens of each image (rows padded where `valid` (N, M) is False);
+        returns (N, M, token_dim), zeros at padding. The other tokens are never computed: the
+        cost is that of an M-token sequence (JSCNA-AD's masked reverse process)."""
+        n = x_t.shape[0]
+        if index.shape != valid.shape or index.ndim != 2 or index.shape[0] != n:
+            raise ValueError(f"index and valid must be (N, M) of one shape, got {tuple(index.shape)}, {tuple(valid.shape)}")
+        if not bool(valid.any(1).all()):
+            raise ValueError("every image needs at least one valid token")
+        index = torch.where(valid, index, torch.zeros_like(index))
+        c = self.t_mlp(timestep_embedding(t, self.cfg.width).to(x_t.dtype))
+        tokens = self.to_tokens(x_t).gather(1, index[..., None].expand(-1, -1, self.cfg.token_dim))
+        h = self.embed(tokens) + self.pos[0][index]
+        for block in self.blocks:
+            h = block(h, c, ~valid)
+        shift, scale = self.out_ada(c)[:, None].chunk(2, dim=-1)
+        return torch.where(valid[..., None], self.out(self.norm(h) * (1 + scale) + shift), 0.0)
 
     # ---- the Gaussian base
     @property

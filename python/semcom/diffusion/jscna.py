@@ -1,4 +1,4 @@
-"""JSCNA-AD's attention-driven step allocation (GNU Radio-free; spec ../shared/papers/jscna_ad.md
+"""JSCNA-AD's attention-driven adaptive denoising (GNU Radio-free; spec ../shared/papers/jscna_ad.md
 §2 eqs. 10-11 and the spatial-mask reverse process, reconstructed).
 
 - `patch_importance(attention)`: I_j, the mean over query tokens of the attention paid to patch
@@ -7,10 +7,14 @@
 - `allocate_steps(importance, s_min, s_max)`: S_j = S_min + round((S_max - S_min) * I~_j) with
   I~ the per-image min-max normalisation (eq. 11): the most important patch gets S_max, the
   least S_min.
-- `ddim_grid(t_start, s_max)`: the global grid tau_i = round(t* (1 - i / S_max)), i = 0..S_max.
-
-Patch j is active for iterations i < S_j (a DDIM update tau_i -> tau_{i+1}; at i = S_j - 1 it
-jumps to 0, i.e. takes its x0 estimate); the sampler itself lives with the scheme (issue 16).
+- `adaptive_ddim(eps_tokens, x, schedule, timesteps, steps)`: the spatial-mask reverse process.
+  Token j takes DDIM (eta = 0) updates on the global grid `timesteps` (iteration i at
+  timesteps[i]) while i < S_j; at its last iteration it keeps its x0 estimate. A frozen token
+  enters later iterations at their noise level as sqrt(abar) x0_j + sqrt(1 - abar) eps_j with
+  its last estimates: under DDIM that is exactly the path it would follow if its eps stopped
+  changing. The network is asked only for the active tokens' eps (`eps_tokens` gets the mask),
+  so the cost is the sum of the S_j ("patch-NFE"), not S_max full passes. With every S_j equal
+  to len(timesteps) it is plain DDIM on that grid.
 """
 
 import torch
@@ -39,8 +43,46 @@ def allocate_steps(importance: torch.Tensor, s_min: int, s_max: int) -> torch.Te
     return s_min + torch.round((s_max - s_min) * norm).long()
 
 
-def ddim_grid(t_start: int, s_max: int) -> list:
-    """tau_i = round(t* (1 - i / S_max)), i = 0..S_max (descending from t* to 0)."""
-    if t_start < 0 or s_max < 1:
-        raise ValueError(f"need t* >= 0 and S_max >= 1, got {t_start}, {s_max}")
-    return [round(t_start * (1 - i / s_max)) for i in range(s_max + 1)]
+def adaptive_ddim(eps_tokens, x: torch.Tensor, schedule, timesteps: list, steps: torch.Tensor,
+                  first_eps: torch.Tensor = None):
+    """(x0 estimate (N, P, d), token evaluations per image (N,)) of the masked reverse process
+    from x (N, P, d), the token view of the state at timesteps[0]. `steps` (N, P): S_j, clipped
+    to [1, len(timesteps)]. eps_tokens(x, t, active) -> (N, P, d) eps, read only where `active`
+    (N, P) bool; `first_eps`: eps at timesteps[0] for every token, already computed (it is then
+    not asked for again, and not counted)."""
+    if x.ndim != 3 or steps.shape != x.shape[:2]:
+        raise ValueError(f"need x (N, P, d) and steps (N, P), got {tuple(x.shape)} and {tuple(steps.shape)}")
+    if not timesteps or list(timesteps) != sorted(set(timesteps), reverse=True):
+        raise ValueError(f"timesteps must be distinct and descending, got {timesteps}")
+    s = steps.clamp(1, len(timesteps)).to(x.device)
+    x0 = torch.zeros_like(x)
+    eps = torch.zeros_like(x)
+    evaluations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    abar = schedule.alphas_cumprod
+    for i, t in enumerate(timesteps):
+        active = s > i
+        if not bool(active.any()):
+            break
+        if i == 0 and first_eps is not None:
+            e = first_eps
+        else:
+            e = eps_tokens(x, t, active)
+            evaluations += active.sum(1)
+        a = abar[t].item()
+        mask = active[..., None]
+        eps = torch.where(mask, e, eps)
+        x0 = torch.where(mask, (x - (1 - a) ** 0.5 * e) / a ** 0.5, x0)
+        if i + 1 < len(timesteps):
+            a_next = abar[timesteps[i + 1]].item()
+            x = a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps
+    return x0, evaluations
+
+
+def active_index(active: torch.Tensor):
+    """(index (N, M) long, valid (N, M) bool) of each image's active tokens, M the most any image
+    has: the token-subset form the latent DiT takes (LatentDiT.residual_tokens)."""
+    count = active.sum(1)
+    m = max(int(count.max()), 1)
+    order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :m]
+    valid = torch.arange(m, device=active.device)[None] < count[:, None]
+    return order, valid

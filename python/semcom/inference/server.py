@@ -313,7 +313,8 @@ class InferenceServer:
             scheme.check_checkpoints(obs.channel_type, obs.k, obs.model, available=self._checkpoints)
         except ValueError as exc:
             raise BadRequest("bad_shape", str(exc)) from None
-        self.check_model(obs.model or scheme.default_model(obs.channel_type, obs.k), obs.k)
+        self.check_model(obs.model or scheme.default_model(obs.channel_type, obs.k), obs.k,
+                         scheme.takes_fewer_symbols)
         n = obs.n
         self.check_items(n)
         if n * nfe > self.max_request_nfe:  # the per-image cap alone lets 64 MiB of images hold the worker
@@ -322,16 +323,18 @@ class InferenceServer:
                                            "(--max-request-nfe): send fewer images per request")
         return (op, name, json.dumps(params, sort_keys=True), obs.k), n
 
-    def check_model(self, model, k=None):
+    def check_model(self, model, k=None, up_to=False):
         """A named model must be one this server loaded (a JSCC model: not a prior, not a
-        broken file), of the observation's k where one is given."""
+        broken file), of the observation's k where one is given (`up_to`: at most its k, for a
+        scheme whose receiver zero-pads fewer symbols)."""
         if not model:
             return
         info = self.models.get(model)
         if info is None or "error" in info:
             raise BadRequest("unknown_model", f"unknown model {model!r:.80} (not a model this server loaded)")
-        if k is not None and info["k"] != k:
-            raise BadRequest("bad_shape", f"model {model} has k = {info['k']}, the symbols k = {k}")
+        if k is not None and (k > info["k"] if up_to else k != info["k"]):
+            raise BadRequest("bad_shape", f"model {model} has k = {info['k']}, the symbols k = {k}"
+                                          + (" (more than it takes)" if up_to else ""))
 
     def check_transmit(self, scheme, params, arrays):
         from .. import schemes
@@ -350,6 +353,10 @@ class InferenceServer:
         except ValueError as exc:
             raise BadRequest("unknown_model", str(exc)) from None
         self.check_model(model)
+        opts = scheme.option_values(tx.options, tx.channel_type)
+        for name in scheme.model_options:   # options naming a checkpoint: only models loaded here, never a path
+            if opts[name]:
+                self.check_model(opts[name])
         info = self.models.get(model, {})
         if "image_shape" in info and tuple(info["image_shape"]) != images.shape[1:]:
             raise BadRequest("bad_shape", f"model {model} takes images {tuple(info['image_shape'])}, got {images.shape[1:]}")

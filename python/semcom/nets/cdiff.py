@@ -480,7 +480,8 @@ def decode(model: CDiffSystem, schedule, received: torch.Tensor, reliability: Op
     extra = cond[:, 3:]
 
     def predict(x_t, y_, t):
-        return model.decoder(x_t, torch.cat([y_, extra], 1), torch.full((len(x_t),), t, dtype=torch.long))
+        return model.decoder(x_t, torch.cat([y_, extra], 1), torch.full((len(x_t),), t, dtype=torch.long,
+                                                                         device=x_t.device))
 
     return sample(schedule, predict, y, steps, sampler, generator).clamp(-1, 1)
 

@@ -50,8 +50,9 @@ def check(name: str, options: Optional[dict] = None, channel_type: Optional[str]
 
 def run_record(run_info) -> dict:
     """core.version.run_record with the scheme's options resolved against its defaults (those
-    of `prior_channel`, else `channel`): what reproduces a run. ValueError for an unknown
-    scheme or bad options."""
+    of `prior_channel`, else `channel`) and an empty `user_model` as the scheme's default model
+    for the channel and k: what reproduces a run. ValueError for an unknown scheme or bad
+    options."""
     from ..core.version import run_record as record
     run = dict(run_info or {})
     if run.get("receiver"):
@@ -60,6 +61,8 @@ def run_record(run_info) -> dict:
         channel = run.get("prior_channel") or run.get("channel")
         run["receiver_options"] = get(run["receiver"]).option_values(given, channel)
         run.setdefault("scheme", run["receiver"])
+        if run.get("user_model") == "" and run.get("channel"):   # "" = the scheme's own: record which
+            run["user_model"] = get(run["receiver"]).default_model(run["channel"], run.get("k"))
     return record(run)
 
 

@@ -353,6 +353,9 @@ class Scheme:
     family: str = ""
     options: Tuple[Option, ...] = ()
     needs_csit: bool = False      # the transmitter needs the fading the channel will apply
+    train_apps: str = "apps/train_prior.py or apps/train_jscc.py"   # named when a checkpoint is missing
+    takes_fewer_symbols: bool = False   # its receiver zero-pads fewer than the model's k (a CBR sweep)
+    model_options: Tuple[str, ...] = ()   # options whose value names a checkpoint (a server checks them)
 
     @property
     def defaults(self) -> dict:
@@ -385,6 +388,11 @@ class Scheme:
         transmitter's alone (k follows from its model)."""
         return []
 
+    def csit_needed(self, options: Optional[dict] = None, channel_type: Optional[str] = None) -> bool:
+        """Whether the transmitter needs the fading the channel will apply, with these options
+        on this channel (default: `needs_csit`)."""
+        return self.needs_csit
+
     def symbols_per_image(self, models, tx: "TxContext", image_shape) -> int:
         """k, before transmitting: what a scheme that needs CSI at the transmitter
         (`needs_csit`) must say, so that the channel can be drawn first."""
@@ -399,10 +407,13 @@ class Scheme:
         missing = [n for n in need if not (n in available if available is not None else _shipped(n))]
         if missing:
             where = ("which the server does not have" if available is not None else
-                     "no shipped diffusion prior or model by that name (train one with apps/train_prior.py "
-                     "or apps/train_jscc.py)")
+                     f"no shipped diffusion prior or model by that name (train one with {self.train_apps})")
             at = f"{channel_type}, k = {k}" if k else channel_type
             raise CheckpointError(f"scheme {self.name!r} ({at}) needs checkpoint(s) {', '.join(missing)}: {where}")
+
+    def check_model(self, channel_type: str, k: Optional[int], model: str = "", image_shape=None):
+        """ValueError where the (present) checkpoint cannot serve this scheme at k; run where the
+        files are (in-process) when a block is made. Default: nothing beyond check_checkpoints."""
 
     def check_side_info(self, side_info: dict, options: Optional[dict] = None):
         """ValueError if one image's side information (from its transmitter) is unusable

@@ -114,7 +114,7 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
     tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed, options=dict(options or {}))
     draw = None
     sender = get(scheme)
-    if sender.needs_csit:
+    if sender.csit_needed(tx.options, channel_type):
         k = sender.symbols_per_image(backend, tx, images.shape[1:])
         draw = draw_channel((len(images), k), channel_type, coherence_len, generator)
         tx.csi, tx.csi_source = draw.h, "genie"
@@ -157,7 +157,7 @@ def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db
     from ..phy.link import send_frames
     from . import get
     from .base import Observation, Result, TxContext
-    if get(scheme).needs_csit:
+    if get(scheme).csit_needed(receiver_options, channel_type):
         raise ValueError(f"scheme {scheme!r} needs CSI at the transmitter, which the OFDM link does not feed back yet")
     sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed,
                                                              options=dict(receiver_options or {})))

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""JSCNA-AD benchmark (issue 16; spec ../shared/papers/jscna_ad.md section 6, E1): PSNR, SSIM, the
+classifier-agreement proxy `accuracy`, ms per image, NFE (full-image passes of network work),
+full-image NFE and patch-NFE of the `jscna-ad` rows beside their controls and DeepJSCC at the
+same CBR (k = 512), on CIFAR-10 test images.
+
+  .venv/bin/python bench/bench_jscna.py --images 500 --json runs/jscna/bench.json \\
+      --markdown runs/jscna/bench.md
+
+Rows (the spec's letters): (a) jscna-ad, (b) uniform S_max, (c) uniform at (a)'s mean step count
+(equal compute; rounded), (d) random importance, (e) the paper's fixed-150 ablation, (f) no
+pre-compensation (receiver-side equalisation), (g) the transmitter's noise top-up to t = 150,
+(h) DeepJSCC mmse and lmmse. Every row at one operating point sees the same channel draw (one
+seed); the Rayleigh fading is i.i.d. per symbol and the transmitter gets it (genie CSIT).
+Milliseconds per image: the receiver alone, this machine, one batch of --batch images.
+"""
+
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gnuradio.semcom.core import metrics
+from gnuradio.semcom.core.cli import ArgumentParser, name_list, run_main
+from gnuradio.semcom.core.data import to_tensor
+from gnuradio.semcom.core.datasets import load_dataset
+from gnuradio.semcom.core.models import jscc_model_name, vae_name
+from gnuradio.semcom.inference.local import LocalBackend
+from gnuradio.semcom.schemes.link_sim import equalized_batch
+
+# row -> (scheme, options); "equal" marks (c), whose s_max is (a)'s mean step count
+ROWS = {
+    "(a) jscna-ad": ("jscna-ad", {}),
+    "(b) uniform S_max": ("jscna-ad", {"adaptive": "off"}),
+    "(c) uniform at equal compute": ("jscna-ad", {"adaptive": "off", "equal": True}),
+    "(d) random importance": ("jscna-ad", {"importance": "random"}),
+    "(e) paper: fixed 150": ("jscna-ad", {"start": "fixed150"}),
+    "(f) no precoding (rx)": ("jscna-ad", {"precoding": "rx"}),
+    "(g) noise top-up to 150": ("jscna-ad", {"noise_add": "topup"}),
+    "(h) deepjscc mmse": ("mmse", {}),
+    "(h) deepjscc lmmse": ("lmmse", {}),
+}
+KEYS = ("psnr_db", "ssim", "accuracy", "feature_dist")
+
+
+def run_row(backend, scheme, obs, options, batch):
+    import dataclasses
+    backend.receive(scheme, dataclasses.replace(obs.take(slice(0, 1)), options=options))   # warm-up: loads, caches
+    images, nfe, extra, t0 = [], 0.0, [], time.perf_counter()
+    for n, start in enumerate(range(0, obs.n, batch)):
+        part = dataclasses.replace(obs.take(slice(start, start + batch)), options=options, seed=obs.seed + n)
+        res = backend.receive(scheme, part)
+        images.append(res.images)
+        nfe += res.nfe * part.n
+        extra.append((part.n, res.extra))
+    ms = (time.perf_counter() - t0) / obs.n * 1000
+    mean = lambda key: (sum(n * e[key] for n, e in extra if key in e) / obs.n) if all(key in e for _, e in extra) else None
+    return np.concatenate(images), {"nfe": nfe / obs.n, "ms_per_image": ms, "full_image_nfe": mean("full_image_nfe"),
+                                    "patch_nfe": mean("patch_nfe"), "start_step": mean("start_step")}
+
+
+def bench(args, backend, images):
+    rows = []
+    points = [("rayleigh", 4.0)] + [(c, s) for c in args.channels for s in args.snr if (c, s) != ("rayleigh", 4.0)]
+    vae = vae_name("cifar10", 512)
+    for channel, snr in tqdm(points, disable=args.no_progress, desc="operating points"):
+        links = {}
+        a_patch = None
+        for name in args.rows:
+            scheme, options = ROWS[name]
+            options = dict(options)
+            if options.pop("equal", False):
+                if a_patch is None:
+                    continue
+                options["s_max"] = max(1, round(a_patch))
+            model = vae if scheme == "jscna-ad" else jscc_model_name("user", channel, 512)
+            # one transmission per what the transmitter does (its precoding and noise adding)
+            key = (model, options.get("precoding", "tx"), options.get("noise_add", "none"), options.get("t_target", 150))
+            if key not in links:
+                gen = torch.Generator().manual_seed(args.seed)
+                links[key] = equalized_batch(backend, images, images, channel, snr, math.inf, model, model, 1, gen,
+                                             scheme=scheme, options=options)[1]
+            out, row = run_row(backend, scheme, links[key], options, args.batch)
+            if name == "(a) jscna-ad":
+                a_patch = row["patch_nfe"]
+            m = metrics.image_metrics(to_tensor(out), to_tensor(images), with_lpips=False)
+            row.update({k: metrics.mean_or_none(m[k]) for k in KEYS})
+            rows.append(dict(row, row=name, channel=channel, snr_db=snr, options=options, cbr=512 / 3072,
+                             images=len(images)))
+    return rows
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(result):
+    lines = [f"Command: `{result['command']}`", "",
+             f"{result['images']} images ({result['data']}), seed {result['seed']}, {result['machine']}; "
+             "CBR 1/6 (k = 512) on every row.", ""]
+    for channel, snr in dict.fromkeys((r["channel"], r["snr_db"]) for r in result["rows"]):
+        lines += [f"### {channel.upper()} {snr:g} dB", "",
+                  "| row | PSNR (dB) | SSIM | accuracy | ms/image | NFE | full-image NFE | patch-NFE | t* |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in result["rows"]:
+            if (r["channel"], r["snr_db"]) == (channel, snr):
+                lines.append(f"| {r['row']} | {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
+                             f"{fmt(r['accuracy'], '.2f')} | {r['ms_per_image']:.1f} | {r['nfe']:.1f} | "
+                             f"{fmt(r['full_image_nfe'], '.0f')} | {fmt(r['patch_nfe'], '.1f')} | "
+                             f"{fmt(r['start_step'], '.0f')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    from gnuradio.semcom.core.channel import parse_db_list
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--data", default="cifar10_test")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
+    ap.add_argument("--channels", default="awgn,rayleigh")
+    ap.add_argument("--snr", type=parse_db_list, default=parse_db_list("0,5,10,15,20"),
+                    help="the sweep's SNRs (Rayleigh 4 dB, the paper's Table I point, always runs first)")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json")
+    ap.add_argument("--markdown")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    args.rows = name_list(ap, "--rows", args.rows, list(ROWS))
+    args.channels = name_list(ap, "--channels", args.channels, ("awgn", "rayleigh"))
+    if args.images < 1 or args.batch < 1:
+        ap.error("--images and --batch must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images = load_dataset(args.data).images[:args.images]
+    result = {"command": "python bench/bench_jscna.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+              "data": f"{args.data}[:{len(images)}]", "images": len(images), "seed": args.seed,
+              "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU"}
+    t0 = time.time()
+    result["rows"] = bench(args, LocalBackend("cpu"), images)
+    result["wall_s"] = round(time.time() - t0, 1)
+    text = markdown(result)
+    print(text)
+    for path, content in ((args.json, json.dumps(result, indent=1) + "\n"), (args.markdown, text + "\n")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(content)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
