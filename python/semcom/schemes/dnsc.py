@@ -77,10 +77,7 @@ class DNSC(Scheme):
         if models.info(vae).get("role") != "autoencoder":
             raise ValueError(f"dnsc sends a KL-VAE's latent (e.g. {self.default_model(tx.channel_type, None)}); "
                              f"{vae} is a JSCC model")
-        s = torch.from_numpy(models.encode(vae, images, float(tx.snr_db)))
-        z, _ = to_symbols(s, tx.power)
-        rms = s.square().mean(-1).mul(2).sqrt()   # sqrt(mean |s_c|^2) of the complex pairs
-        side = [{"rms": float(np.float16(r))} for r in rms.tolist()]
+        z, side = send_latent(models, vae, images, tx.snr_db, tx.power)
         return Transmission(z, side, SIDE_INFO_BITS)
 
     def receive(self, models, obs) -> Result:
@@ -114,7 +111,7 @@ class DNSC(Scheme):
         extra = {"snr_estimator": estimator, "snr_est_db": _db(1.0 / v_image.clamp_min(1e-12)),
                  "side_info_bits": SIDE_INFO_BITS if opt["norm"] == "side-info" else 0}
         if opt["denoise"] == "off":
-            return self._decode(models, vae, LATENT_SCALE * zero_forced, rms, obs, 0, extra)
+            return decode_latent(models, vae, LATENT_SCALE * zero_forced, rms, obs, 0, extra)
         schedule = (models.prior_schedule(vae_prior_name(vae)) if opt["prior"] == "dit"
                     else VPSchedule.linear())
         eps = self._eps(models, vae, opt["prior"], schedule)
@@ -136,7 +133,7 @@ class DNSC(Scheme):
                 nfe += n * len(idx)
         extra["start_step"] = float(np.mean(starts))
         networks = opt["prior"] == "dit"
-        return self._decode(models, vae, LATENT_SCALE * out, rms, obs, nfe / obs.n if networks else 0, extra)
+        return decode_latent(models, vae, LATENT_SCALE * out, rms, obs, nfe / obs.n if networks else 0, extra)
 
     def check_side_info(self, side_info, options=None):
         if self.option_values(options)["norm"] == "side-info" and not _finite_positive((side_info or {}).get("rms")):
@@ -147,9 +144,7 @@ class DNSC(Scheme):
     def _rms(obs, opt) -> torch.Tensor:
         if opt["norm"] == "average":
             return torch.full((obs.n,), AVERAGE_RMS)
-        if len(obs.side_info) != obs.n or not all(_finite_positive(d.get("rms")) for d in obs.side_info):
-            raise ValueError(NO_RMS)
-        return torch.tensor([float(d["rms"]) for d in obs.side_info], dtype=torch.float32)
+        return side_info_rms(obs, NO_RMS)
 
     @staticmethod
     def _eps(models, vae, prior, schedule):
@@ -161,14 +156,32 @@ class DNSC(Scheme):
             return fitted_eps(models.model(vae_gaussian_name(vae), KIND), schedule)
         return network_eps(models.prior(vae_prior_name(vae)))
 
-    @staticmethod
-    def _decode(models, vae, unit, rms, obs, nfe, extra) -> Result:
-        """unit: the de-noised latents at unit power per symbol (real form, the sent symbols'
-        domain); the decoder gets them at each image's own scale."""
-        unit = unit.float().cpu()
-        latents = (unit * rms[:, None]).numpy()
-        images = models.decode(vae, latents, float(obs.snr_db))
-        return Result(images=images, latents=unit.numpy(), nfe=nfe, extra=extra)
+
+
+# The KL-VAE link's two ends, shared by the schemes that send its latent (dnsc, jscna-ad).
+def send_latent(models, vae, images, snr_db, power):
+    """(symbols (N, k) of mean power `power`, side information: each image's latent rms as a
+    float16) of the VAE's latents of `images`."""
+    s = torch.from_numpy(models.encode(vae, images, float(snr_db)))
+    z, _ = to_symbols(s, power)
+    rms = s.square().mean(-1).mul(2).sqrt()   # sqrt(mean |s_c|^2) of the complex pairs
+    return z, [{"rms": float(np.float16(r))} for r in rms.tolist()]
+
+
+def side_info_rms(obs, missing: str) -> torch.Tensor:
+    """(N,) the images' latent rms from their side information; ValueError(`missing`) otherwise."""
+    if len(obs.side_info) != obs.n or not all(_finite_positive(d.get("rms")) for d in obs.side_info):
+        raise ValueError(missing)
+    return torch.tensor([float(d["rms"]) for d in obs.side_info], dtype=torch.float32)
+
+
+def decode_latent(models, vae, unit, rms, obs, nfe, extra) -> Result:
+    """unit: the de-noised latents at unit power per symbol (real form, the sent symbols'
+    domain); the decoder gets them at each image's own scale."""
+    unit = unit.float().cpu()
+    latents = (unit * rms[:, None]).numpy()
+    images = models.decode(vae, latents, float(obs.snr_db))
+    return Result(images=images, latents=unit.numpy(), nfe=nfe, extra=extra)
 
 
 def _finite_positive(v) -> bool:

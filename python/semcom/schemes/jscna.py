@@ -28,11 +28,11 @@ import math
 import numpy as np
 import torch
 
-from ..core.mapping import LATENT_SCALE, to_symbols
+from ..core.mapping import LATENT_SCALE
 from ..core.models import classifier_name, vae_gaussian_name, vae_name, vae_prior_name
 from . import register
 from .base import Option, Result, Scheme, Transmission, TxContext
-from .dnsc import SIDE_INFO_BITS, _finite_positive
+from .dnsc import SIDE_INFO_BITS, _finite_positive, decode_latent, send_latent, side_info_rms
 
 NO_RMS = "jscna-ad needs each image's latent rms as side information ('rms': a finite number > 0, from its transmitter)"
 PAPER_FIXED_START = 150   # the paper's ablation: start at t = 150 and take 150 DDPM steps, whatever the SNR
@@ -95,10 +95,7 @@ class JSCNAAD(Scheme):
         if models.info(vae).get("role") != "autoencoder":
             raise ValueError(f"jscna-ad sends a KL-VAE's latent (e.g. {self.default_model(tx.channel_type, None)}); "
                              f"{vae} is a JSCC model")
-        s = torch.from_numpy(models.encode(vae, images, float(tx.snr_db)))
-        nu, _ = to_symbols(s, 1.0)
-        rms = s.square().mean(-1).mul(2).sqrt()
-        side = [{"rms": float(np.float16(r))} for r in rms.tolist()]
+        nu, side = send_latent(models, vae, images, tx.snr_db, 1.0)
         if opt["precoding"] == "tx":   # ("block": the jscna_precoder block inverts downstream)
             if tx.csi is None and tx.channel_type != "awgn":
                 raise ValueError("jscna-ad precoding=tx inverts the channel at the transmitter and needs its CSI "
@@ -142,7 +139,7 @@ class JSCNAAD(Scheme):
         if opt["s_min"] > opt["s_max"]:
             raise ValueError(f"scheme 'jscna-ad': s_min = {opt['s_min']} exceeds s_max = {opt['s_max']}")
         vae = obs.model or self.default_model(obs.channel_type, obs.k)
-        rms = self._rms(obs)
+        rms = side_info_rms(obs, NO_RMS)
         prior = models.prior(vae_prior_name(vae))
         schedule = models.prior_schedule(vae_prior_name(vae))
         gen = torch.Generator().manual_seed(obs.seed)
@@ -151,7 +148,7 @@ class JSCNAAD(Scheme):
         if opt["start"] == "fixed150":
             out = dnsc.ddpm_ancestral(eps, x, schedule, starts, gen)
             extra.update(full_image_nfe=PAPER_FIXED_START + 1.0, patch_nfe=PAPER_FIXED_START + 1.0)
-            return self._decode(models, vae, out, rms, obs, PAPER_FIXED_START + 1.0, extra)
+            return decode_latent(models, vae, LATENT_SCALE * out, rms, obs, PAPER_FIXED_START + 1.0, extra)
         out = torch.empty_like(x)
         tokens_per_image, full, patch, evaluations = prior.cfg.tokens, [], [], torch.zeros(obs.n)
         for t, idx in by_step(starts):
@@ -166,7 +163,8 @@ class JSCNAAD(Scheme):
             patch += steps.float().mean(1).tolist()
         extra.update(full_image_nfe=float(np.mean(full)), patch_nfe=float(np.mean(patch)),
                      token_evaluations=float(evaluations.mean()))
-        return self._decode(models, vae, out, rms, obs, float(evaluations.mean()) / tokens_per_image, extra)
+        return decode_latent(models, vae, LATENT_SCALE * out, rms, obs, float(evaluations.mean()) / tokens_per_image,
+                             extra)
 
     # -- parts
     def start_state(self, obs, opt, schedule, gen):
@@ -260,18 +258,5 @@ class JSCNAAD(Scheme):
             out[rows] = part
             return out
         return eps_tokens
-
-    @staticmethod
-    def _rms(obs) -> torch.Tensor:
-        if len(obs.side_info) != obs.n or not all(_finite_positive(d.get("rms")) for d in obs.side_info):
-            raise ValueError(NO_RMS)
-        return torch.tensor([float(d["rms"]) for d in obs.side_info], dtype=torch.float32)
-
-    @staticmethod
-    def _decode(models, vae, unit, rms, obs, nfe, extra) -> Result:
-        unit = (LATENT_SCALE * unit).float().cpu()
-        images = models.decode(vae, (unit * rms[:, None]).numpy(), float(obs.snr_db))
-        return Result(images=images, latents=unit.numpy(), nfe=nfe, extra=extra)
-
 
 register(JSCNAAD())
