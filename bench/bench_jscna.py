@@ -10,7 +10,9 @@ same CBR (k = 512), on CIFAR-10 test images.
 Rows (the spec's letters): (a) jscna-ad, (b) uniform S_max, (c) uniform at (a)'s mean step count
 (equal compute; rounded), (d) random importance, (e) the paper's fixed-150 ablation, (f) no
 pre-compensation (receiver-side equalisation), (g) the transmitter's noise top-up to t = 150,
-(h) DeepJSCC mmse and lmmse. Every row at one operating point sees the same channel draw (one
+(h) DeepJSCC mmse and lmmse, (i) the latent prior's strongest simple control: the
+posterior mean under the Gaussian fitted to the same VAE latents (dnsc's gaussian-full Tweedie
+step, no network, no precoding). Every row at one operating point sees the same channel draw (one
 seed); the Rayleigh fading is i.i.d. per symbol and the transmitter gets it (genie CSIT).
 Milliseconds per image: the receiver alone, this machine, one batch of --batch images.
 """
@@ -46,6 +48,9 @@ ROWS = {
     "(g) noise top-up to 150": ("jscna-ad", {"noise_add": "topup"}),
     "(h) deepjscc mmse": ("mmse", {}),
     "(h) deepjscc lmmse": ("lmmse", {}),
+    # the latent prior's strongest simple control: the posterior mean under the Gaussian fitted to the
+    # same VAE latents (no network), on the unprecoded, MMSE-equalised latent with the true SNR
+    "(i) fitted Gaussian (no network)": ("dnsc", {"prior": "gaussian-full", "sampler": "tweedie", "snr": "genie"}),
 }
 KEYS = ("psnr_db", "ssim", "accuracy", "feature_dist")
 
@@ -80,9 +85,10 @@ def bench(args, backend, images):
                 if a_patch is None:
                     continue
                 options["s_max"] = max(1, round(a_patch))
-            model = vae if scheme == "jscna-ad" else jscc_model_name("user", channel, 512)
+            model = vae if scheme in ("jscna-ad", "dnsc") else jscc_model_name("user", channel, 512)
             # one transmission per what the transmitter does (its precoding and noise adding)
-            key = (model, options.get("precoding", "tx"), options.get("noise_add", "none"), options.get("t_target", 150))
+            key = (scheme, model, options.get("precoding", "tx"), options.get("noise_add", "none"),
+                   options.get("t_target", 150))
             if key not in links:
                 gen = torch.Generator().manual_seed(args.seed)
                 links[key] = equalized_batch(backend, images, images, channel, snr, math.inf, model, model, 1, gen,
