@@ -62,6 +62,11 @@ def parse_args(argv):
     ap.add_argument("--user-model", default="", help="user JSCC model (default from channel and k)")
     ap.add_argument("--interferer-model", default="", help="interferer JSCC model (default from k)")
     ap.add_argument("--coherence", type=int, default=1, help="Rayleigh coherence length in symbols")
+    ap.add_argument("--csit-delay", type=int, default=0,
+                    help="with --engine batch, for a receiver whose transmitter inverts the channel (jscna-ad): "
+                         "its CSI is this many coherence blocks old (feedback delay; default 0, the genie)")
+    ap.add_argument("--csit-error", type=float, default=0.0,
+                    help="... and has this estimation error variance in [0, 1] (default 0)")
     phy = ap.add_argument_group("OFDM PHY (docs/ota.md)")
     phy.add_argument("--phy", default="none", choices=("none", "ofdm"),
                      help="none: symbols straight through the channel; ofdm: each image in an OFDM frame, "
@@ -189,6 +194,16 @@ def main(argv=None):
                                      "back yet")
         elif args.taps != "1" or args.csi != "estimated" or args.cfo or args.sro or args.phase_noise:
             raise ValueError("--taps, --csi, --cfo, --sro and --phase-noise are options of --phy ofdm")
+        if args.csit_delay or args.csit_error:
+            if args.csit_delay < 0 or not 0 <= args.csit_error <= 1:
+                raise ValueError("--csit-delay must be >= 0 blocks and --csit-error in [0, 1]")
+            if args.engine != "batch" or phy is not None:
+                raise ValueError("--csit-delay and --csit-error model the transmitter's CSI in --engine batch on the "
+                                 "symbol channel (the GNU Radio examples hand the precoder the channel's own taps)")
+            for r in receivers:
+                if not any(check_receiver(r).csit_needed(receiver_options[r], c) for c in channels):
+                    raise ValueError(f"--csit-delay/--csit-error: --receiver {r} does not use CSI at the transmitter "
+                                     f"on {args.channel} with these options")
         if args.images < 0 or args.coherence < 1 or args.seed < 0:
             raise ValueError("--images must be >= 0, --coherence >= 1 and --seed >= 0")
         if not args.out.strip():
@@ -293,8 +308,11 @@ def main(argv=None):
                 from gnuradio.semcom.schemes.link_sim import simulate
                 res = simulate(backend, images, channel, snr, sinr, user, interferer, receiver,
                                args.coherence, args.seed, batch_size=batch, progress=bar.update,
-                               receiver_options=receiver_options[receiver], phy=phy)
+                               receiver_options=receiver_options[receiver], phy=phy,
+                               **(dict(csit_delay=args.csit_delay, csit_error=args.csit_error)
+                                  if check_receiver(receiver).csit_needed(receiver_options[receiver], channel) else {}))
                 nfe, error = res.nfe, (res.errors[0] if res.errors else None)
+                success_rate = res.extra.get("success_rate")   # a digital scheme's frames decoded
                 sent_cbr = res.symbols_per_image / images[0].size if res.symbols_per_image else None
                 received, lat, lost = res.received, res.latent_mse_db, len(images) - len(res.kept)
                 snr_est, sinr_est = res.snr_est_db or [], res.sinr_est_db or []
@@ -317,6 +335,7 @@ def main(argv=None):
                 _, _, received = tb.sink.matched_images()
                 lost = len(images) - summary["images"]
                 nfe, error, sent_cbr = tb.rx.nfe, tb.first_error(), tb.user_tx.encoder.cbr
+                success_rate = None   # the flowgraph's receiver reports no per-scheme extras
                 if phy:
                     snr_est = [e[0] for e in tb.rx_phy.estimates]
                     sinr_est = [e[1] for e in tb.rx_phy.estimates]
@@ -341,7 +360,7 @@ def main(argv=None):
                    "feature_dist": metrics.mean_or_none(per.get("feature_dist")),
                    "frechet_dist": per.get("frechet_dist"),
                    "semantic_proxy": semantic.CLASSIFIER if per.get("accuracy") is not None else None,
-                   "latent_mse_db": metrics.db_mean(lat), "nfe": nfe,
+                   "latent_mse_db": metrics.db_mean(lat), "nfe": nfe, "success_rate": success_rate,
                    "phy": args.phy, "csi": args.csi if phy else "genie",
                    "snr_est_db": round(metrics.db_mean(snr_est), 3) if snr_est else None,
                    "sinr_est_db": round(metrics.db_mean(sinr_est), 3) if sinr_est else None,
@@ -350,7 +369,9 @@ def main(argv=None):
             # What reproduces the row (receiver, channel, snr_db and sinr_db keep their places).
             row.update(run_record({
                 "receiver": receiver, "receiver_options": receiver_options[receiver], "channel": channel,
-                "coherence": args.coherence, "snr_db": snr, "sinr_db": sinr, "k": k_used, "user_model": user,
+                "coherence": args.coherence, **({"csit_delay": args.csit_delay, "csit_error": args.csit_error}
+                                                if args.csit_delay or args.csit_error else {}),
+                "snr_db": snr, "sinr_db": sinr, "k": k_used, "user_model": user,
                 "interferer_model": interferer, "engine": args.engine,
                 "batch_size": batch if args.engine == "batch" else None, "dataset": args.dataset,
                 "images_requested": args.images, "seed": args.seed, "server": args.server,

@@ -12,9 +12,13 @@ Rows (the spec's letters): (a) jscna-ad, (b) uniform S_max, (c) uniform at (a)'s
 pre-compensation (receiver-side equalisation), (g) the transmitter's noise top-up to t = 150,
 (h) DeepJSCC mmse and lmmse, (i) the latent prior's strongest simple control: the
 posterior mean under the Gaussian fitted to the same VAE latents (dnsc's gaussian-full Tweedie
-step, no network, no precoding). Every row at one operating point sees the same channel draw (one
-seed); the Rayleigh fading is i.i.d. per symbol and the transmitter gets it (genie CSIT).
-Milliseconds per image: the receiver alone, this machine, one batch of --batch images.
+step, no network, no precoding), (j) the transmitter's deterministic DDIM inversion to s = 28
+(reading R2), (k) (Rayleigh only) the transmitter inverts a noisy estimate
+h_hat = sqrt(1 - e) h + sqrt(e) w of the fading (core/channel.csit) and signals its erasures.
+Every row at one operating point sees the same channel draw (one seed); the Rayleigh fading is
+i.i.d. per symbol and the transmitter gets it (genie CSIT) except in (k).
+Milliseconds per image: the receiver alone, this machine, one batch of --batch images (TX NFE:
+the transmitter's network calls per image, (j) only).
 """
 
 import json
@@ -51,6 +55,10 @@ ROWS = {
     # the latent prior's strongest simple control: the posterior mean under the Gaussian fitted to the
     # same VAE latents (no network), on the unprecoded, MMSE-equalised latent with the true SNR
     "(i) fitted Gaussian (no network)": ("dnsc", {"prior": "gaussian-full", "sampler": "tweedie", "snr": "genie"}),
+    # beyond the spec's list: reading R2 of the transmitter's noise, and CSIT that is not the genie's
+    "(j) DDIM inversion to 28": ("jscna-ad", {"noise_add": "ddim"}),
+    "(k) noisy CSIT e=0.05": ("jscna-ad", {"csit_error": 0.05}),
+    "(k) noisy CSIT e=0.2": ("jscna-ad", {"csit_error": 0.2}),
 }
 KEYS = ("psnr_db", "ssim", "accuracy", "feature_dist")
 
@@ -68,7 +76,8 @@ def run_row(backend, scheme, obs, options, batch):
     ms = (time.perf_counter() - t0) / obs.n * 1000
     mean = lambda key: (sum(n * e[key] for n, e in extra if key in e) / obs.n) if all(key in e for _, e in extra) else None
     return np.concatenate(images), {"nfe": nfe / obs.n, "ms_per_image": ms, "full_image_nfe": mean("full_image_nfe"),
-                                    "patch_nfe": mean("patch_nfe"), "start_step": mean("start_step")}
+                                    "patch_nfe": mean("patch_nfe"), "start_step": mean("start_step"),
+                                    "tx_nfe": mean("tx_nfe")}
 
 
 def bench(args, backend, images):
@@ -85,15 +94,20 @@ def bench(args, backend, images):
                 if a_patch is None:
                     continue
                 options["s_max"] = max(1, round(a_patch))
+            csit_error = options.pop("csit_error", 0.0)
+            if csit_error and channel == "awgn":   # nothing to estimate
+                continue
             model = vae if scheme in ("jscna-ad", "dnsc") else jscc_model_name("user", channel, 512)
             # one transmission per what the transmitter does (its precoding and noise adding)
             key = (scheme, model, options.get("precoding", "tx"), options.get("noise_add", "none"),
-                   options.get("t_target", 150))
+                   options.get("t_target", 150), csit_error)
             if key not in links:
                 gen = torch.Generator().manual_seed(args.seed)
                 links[key] = equalized_batch(backend, images, images, channel, snr, math.inf, model, model, 1, gen,
-                                             scheme=scheme, options=options)[1]
+                                             scheme=scheme, options=options, csit_error=csit_error)[1]
             out, row = run_row(backend, scheme, links[key], options, args.batch)
+            if csit_error:
+                options["csit_error"] = csit_error
             if name == "(a) jscna-ad":
                 a_patch = row["patch_nfe"]
             m = metrics.image_metrics(to_tensor(out), to_tensor(images), with_lpips=False)
@@ -113,14 +127,14 @@ def markdown(result):
              "CBR 1/6 (k = 512) on every row.", ""]
     for channel, snr in dict.fromkeys((r["channel"], r["snr_db"]) for r in result["rows"]):
         lines += [f"### {channel.upper()} {snr:g} dB", "",
-                  "| row | PSNR (dB) | SSIM | accuracy | ms/image | NFE | full-image NFE | patch-NFE | t* |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| row | PSNR (dB) | SSIM | accuracy | ms/image | NFE | full-image NFE | patch-NFE | t* | TX NFE |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["rows"]:
             if (r["channel"], r["snr_db"]) == (channel, snr):
                 lines.append(f"| {r['row']} | {fmt(r['psnr_db'], '.2f')} | {fmt(r['ssim'], '.3f')} | "
                              f"{fmt(r['accuracy'], '.2f')} | {r['ms_per_image']:.1f} | {r['nfe']:.1f} | "
                              f"{fmt(r['full_image_nfe'], '.0f')} | {fmt(r['patch_nfe'], '.1f')} | "
-                             f"{fmt(r['start_step'], '.0f')} |")
+                             f"{fmt(r['start_step'], '.0f')} | {fmt(r.get('tx_nfe'), '.0f')} |")
         lines.append("")
     return "\n".join(lines)
 

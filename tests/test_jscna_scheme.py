@@ -156,3 +156,126 @@ def test_the_transmitters_top_up_is_what_the_receiver_models(cifar, channel):
     kept = torch.cat([obs.h.abs().square() >= g_th] * 2, -1)
     err = x / abar ** 0.5 - u
     assert abs(err[kept].var().item() / ((1 - abar) / abar) - 1) < 0.1 and abs(err[kept].mean().item()) < 0.05
+
+
+def test_the_erasures_travel_as_side_information_and_genie_csit_costs_no_bits(cifar):
+    """precoding=tx on Rayleigh: each image's erasure map is in its side information; under
+    genie CSIT it is the map the receiver's own h gives (so it is counted free), under stale
+    CSIT it is the transmitter's (k more bits), and a garbled map is refused."""
+    from gnuradio.semcom.schemes.jscna import pack_mask, unpack_mask
+    backend = LocalBackend("cpu")
+    gen = torch.Generator().manual_seed(0)
+    h = torch.complex(torch.randn(4, 512, generator=gen), torch.randn(4, 512, generator=gen)) / math.sqrt(2)
+    g_th = SCHEME._g_th(SCHEME.option_values({}, "rayleigh"), 4.0)
+    genie = backend.transmit("jscna-ad", cifar, TxContext(4.0, "rayleigh", csi=h, csi_source="genie"))
+    assert genie.side_info_bits == 16
+    for d, row in zip(genie.side_info, h):
+        assert np.array_equal(unpack_mask(d["erased"], 512), (row.abs().square() < g_th).numpy())
+    stale = backend.transmit("jscna-ad", cifar, TxContext(4.0, "rayleigh", csi=h, csi_source="estimated"))
+    assert stale.side_info_bits == 16 + 512
+    mask = np.arange(11) % 3 == 0
+    assert np.array_equal(unpack_mask(pack_mask(mask), 11), mask)
+    for bad in ("zz", "abc", 7):
+        with pytest.raises(ValueError, match="erasure bitmap"):
+            SCHEME.check_side_info({"rms": 1.0, "erased": bad})
+    with pytest.raises(ValueError, match="512 symbols is 128 hex digits"):
+        unpack_mask("00", 512)
+
+
+@pytest.mark.parametrize("error_var", [0.0, 0.3])
+def test_stale_csit_leaves_the_residual_gain_h_over_h_hat_and_the_transmitters_erasures(cifar, error_var):
+    """link_sim's csit_error: the transmitter inverts h_hat = sqrt(1-e) h + sqrt(e) w (one channel
+    draw either way), erases where |h_hat|^2 < g_th, and every kept symbol arrives as
+    (h / h_hat) c nu + n; the receiver takes the transmitter's erasures from the side information."""
+    from gnuradio.semcom.core.channel import csit
+    from gnuradio.semcom.core.mapping import to_symbols
+    from gnuradio.semcom.core.precoding import inversion_gain
+    from gnuradio.semcom.schemes.jscna import unpack_mask
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    snr = 10.0
+    _, obs = equalized_batch(backend, cifar, cifar, "rayleigh", snr, math.inf, "vae_cifar10_k512", "", 1,
+                             torch.Generator().manual_seed(4), scheme="jscna-ad", tx_seed=9, csit_error=error_var)
+    h_hat = csit(obs.h, 0, error_var, 1, torch.Generator().manual_seed(9 + 1)) if error_var else obs.h
+    g_th = SCHEME._g_th(SCHEME.option_values({}, "rayleigh"), snr)
+    erased = torch.from_numpy(np.stack([unpack_mask(d["erased"], 512) for d in obs.side_info]))
+    assert torch.equal(erased, h_hat.abs().square() < g_th)
+    assert torch.equal(SCHEME._kept(obs, g_th), ~erased)
+    if error_var:   # the transmitter's map, not the one the receiver's h would give
+        assert not torch.equal(erased, obs.h.abs().square() < g_th)
+    nu = to_symbols(torch.from_numpy(backend.encode("vae_cifar10_k512", cifar, snr)), 1.0)[0]
+    y = obs.zhat / obs.w                                   # undo the link's equalizer
+    want = torch.where(erased, 0, obs.h / h_hat * inversion_gain(g_th) * nu)   # an erased symbol: noise alone
+    for part in (~erased, erased):
+        noise = (y - want)[part]
+        assert abs(noise.abs().square().mean().item() / obs.powers.noise_var - 1) < 0.15
+        assert abs(noise.mean().item()) < 0.2 * obs.powers.noise_var ** 0.5   # zero mean, ~160 erased samples
+
+
+def test_stale_csit_is_refused_where_no_transmitter_uses_csi(cifar):
+    backend = LocalBackend("cpu")
+    with pytest.raises(ValueError, match="does not use CSI at the transmitter"):
+        simulate(backend, cifar, "rayleigh", 10.0, math.inf, "", "", "jscna-ad",
+                 receiver_options={"precoding": "rx"}, csit_error=0.1)
+    with pytest.raises(ValueError, match="does not use CSI at the transmitter"):
+        simulate(backend, cifar, "awgn", 10.0, math.inf, "", "", "jscna-ad", csit_delay=1)
+    res = simulate(backend, cifar, "rayleigh", 10.0, math.inf, "", "", "jscna-ad",
+                   receiver_options={"s_max": 2}, csit_error=0.1)
+    assert res.received.shape == cifar.shape and not res.errors
+
+
+def test_ddim_noise_adding_sends_the_inverted_latent_and_the_receiver_starts_past_s(cifar):
+    """noise_add=ddim (R2): the transmitter sends nu(DDIM-inversion of the latent to s_ddim) with
+    the shipped prior; the receiver treats that state as a forward state at s_ddim, so its start
+    step is the first with abar_t <= abar_s snr / (1 + snr), and it reports the transmitter's NFE."""
+    from gnuradio.semcom.core.mapping import complex_to_real, to_symbols
+    from gnuradio.semcom.diffusion.jscna import ddim_inversion
+    from gnuradio.semcom.schemes.deepjscc import network_eps
+    from gnuradio.semcom.schemes.link_sim import equalized_batch
+    backend = LocalBackend("cpu")
+    options = {"noise_add": "ddim", "s_ddim": 28, "tx_steps": 4}
+    sent = backend.transmit("jscna-ad", cifar, TxContext(20.0, "awgn", options=options))
+    nu = to_symbols(torch.from_numpy(backend.encode("vae_cifar10_k512", cifar, 20.0)), 1.0)[0]
+    prior, schedule = backend.prior("prior_vae_cifar10_k512"), backend.prior_schedule("prior_vae_cifar10_k512")
+    with torch.no_grad():
+        want = ddim_inversion(network_eps(prior), complex_to_real(nu) / LATENT_SCALE, schedule, 28, 4)
+    assert torch.allclose(complex_to_real(sent.symbols) / LATENT_SCALE, want, atol=1e-5)
+    assert not torch.allclose(complex_to_real(sent.symbols), complex_to_real(nu), atol=1e-2)
+    snr_db = 15.0
+    _, obs = equalized_batch(backend, cifar, cifar, "awgn", snr_db, math.inf, "vae_cifar10_k512", "", 1,
+                             torch.Generator().manual_seed(4), scheme="jscna-ad", options=options)
+    opt = SCHEME.option_values(options, "awgn")
+    _, starts, extra = SCHEME.start_state(obs, opt, schedule, torch.Generator().manual_seed(5))
+    snr = 10 ** (snr_db / 10)
+    abar_star = schedule.alphas_cumprod[28].item() * snr / (1 + snr)
+    t = starts[0]
+    assert set(starts) == {t} and schedule.alphas_cumprod[t] <= abar_star < schedule.alphas_cumprod[t - 1]
+    assert extra["ddim_abar_s"] == schedule.alphas_cumprod[28].item() and extra["tx_nfe"] == 4
+    assert SCHEME.max_tx_nfe(options, "awgn") == 4 and SCHEME.max_tx_nfe({}, "awgn") == 0
+    res = simulate(backend, cifar, "awgn", snr_db, math.inf, "", "", "jscna-ad",
+                   receiver_options=dict(options, s_max=4))
+    assert res.received.shape == cifar.shape and not res.errors and res.extra["tx_nfe"] == 4
+
+
+def test_grouped_token_calls_give_the_eps_of_one_padded_call():
+    """The receiver's eps_tokens runs the images in groups of similar active counts; each
+    active token's eps is the one a single padded call gives, inactive tokens get none."""
+    from gnuradio.semcom.diffusion import jscna
+    backend = LocalBackend("cpu")
+    prior = backend.prior("prior_vae_cifar10_k512")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1024, generator=g)
+    active = torch.rand(6, 64, generator=g) < torch.tensor([0.05, 0.1, 0.5, 0.55, 0.95, 0.0])[:, None]
+    active[0, 0] = True
+    assert len(jscna.token_groups(active.sum(1))) > 1
+    tokens = prior.to_tokens(x)
+    with torch.no_grad():
+        grouped = SCHEME._eps_tokens(prior)(tokens, 300, active)
+        rows = active.any(1)
+        index, valid = jscna.active_index(active[rows])
+        tt = torch.full((int(rows.sum()),), 300)
+        residual = prior.residual_tokens(x[rows], tt, index, valid)
+        one = torch.zeros_like(tokens[rows]).scatter(1, index[..., None].expand_as(residual), residual)
+        one = one + prior.to_tokens(prior.base_eps(x[rows], tt))
+    torch.testing.assert_close(grouped[rows][active[rows]], one[active[rows]], rtol=1e-4, atol=1e-5)
+    assert (grouped[~rows] == 0).all()

@@ -87,6 +87,9 @@ def test_batch_run_writes_everything(tmp_path):
     (["--seed", "-1"], "--seed >= 0"),
     (["--receiver", "mmse,mmse"], "listed twice"),
     (["--device", "potato"], "--device"),
+    (["--receiver", "mmse", "--engine", "batch", "--csit-error", "0.1"], "does not use CSI at the transmitter"),
+    (["--receiver", "jscna-ad", "--channel", "rayleigh", "--csit-error", "0.1"], "in --engine batch"),
+    (["--receiver", "jscna-ad", "--channel", "rayleigh", "--engine", "batch", "--csit-error", "2"], "in [0, 1]"),
     (["--device", "cuda:7"], "--device"),  # no such CUDA device here (none at all on CI)
 ])
 def test_bad_arguments_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):

@@ -49,7 +49,7 @@ def save_metric_plot(curves: Dict[str, Tuple[List[float], List[float]]], path, y
 
 
 def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float]]]], path, ylabel: str,
-                       title: str, xlabel: str = "SNR (dB)", logx: bool = False):
+                       title: str, xlabel: str = "SNR (dB)", logx: bool = False, logy: bool = False):
     """One panel per {panel title: {line label: (x list, values)}} (x: SNR in dB unless
     `xlabel` says otherwise), side by side with a shared y axis; each line in x order, None
     values left out."""
@@ -66,6 +66,8 @@ def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float
         ax.set_xlabel(xlabel)
         if logx:
             ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -15,6 +15,9 @@
   changing. The network is asked only for the active tokens' eps (`eps_tokens` gets the mask),
   so the cost is the sum of the S_j ("patch-NFE"), not S_max full passes. With every S_j equal
   to len(timesteps) it is plain DDIM on that grid.
+- `ddim_inversion(eps, x0, schedule, s, steps)`: the transmitter's deterministic noise adding
+  (the spec's reading R2): DDIM (eta = 0) run upwards, x_0 -> x_s, on the grid the receiver's
+  DDIM would take downwards (schedule.timesteps(steps, s) reversed); `steps` network calls.
 """
 
 import torch
@@ -86,3 +89,50 @@ def active_index(active: torch.Tensor):
     order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m, device=active.device)[None] < count[:, None]
     return order, valid
+
+
+def ddim_inversion(eps, x0: torch.Tensor, schedule, s: int, steps: int) -> torch.Tensor:
+    """x_s from x_0 by deterministic DDIM inversion: at each point of the ascending grid
+    0, t_1, ..., s (schedule.timesteps(steps, s) reversed, 0 first) the update
+    x_next = sqrt(abar_next) x0_hat + sqrt(1 - abar_next) eps(x, t) with x0_hat the Tweedie
+    estimate there, i.e. DDIM's eta = 0 step taken upwards. x_0 enters as the state at step 0
+    (abar_0 = 1 - beta_0, as diffusers' inversion does)."""
+    from .samplers import ddim_step
+    if not 0 < s < schedule.num_steps:
+        raise ValueError(f"DDIM inversion needs 0 < s < {schedule.num_steps}, got {s}")
+    grid = sorted({0, *schedule.timesteps(steps, s)})
+    x = x0
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        x = ddim_step(schedule, x, eps(x, t), t, t_next)
+    return x
+
+
+def token_groups(count: torch.Tensor, max_groups: int = 3) -> list:
+    """Row indices of `count` (N,) active tokens per image split into at most `max_groups`
+    groups of similar counts, chosen to minimise the padded work sum_g |g| max_g(count) of one
+    token-subset call per group (active_index pads every image to its group's largest); rows
+    with no active token are left out."""
+    rows = torch.nonzero(count > 0).flatten()
+    if rows.numel() == 0:
+        return []
+    order = rows[torch.argsort(count[rows], stable=True)]
+    c = count[order].tolist()
+    n = len(c)
+    # best[g][j]: the least padded work of the first j rows (ascending) in g groups; a group
+    # ending at row j - 1 costs (j - i) c[j - 1]
+    inf = float("inf")
+    best = [[0.0] + [inf] * n] + [[inf] * (n + 1) for _ in range(max_groups)]
+    cut = [[0] * (n + 1) for _ in range(max_groups + 1)]
+    for g in range(1, max_groups + 1):
+        for j in range(1, n + 1):
+            for i in range(g - 1, j):
+                cost = best[g - 1][i] + (j - i) * c[j - 1]
+                if cost < best[g][j]:
+                    best[g][j], cut[g][j] = cost, i
+    g = min(range(1, max_groups + 1), key=lambda k: (best[k][n], k))
+    groups, j = [], n
+    while g > 0:
+        i = cut[g][j]
+        groups.append(order[i:j])
+        j, g = i, g - 1
+    return groups[::-1]

@@ -19,13 +19,14 @@ from .schedule import VPSchedule
 
 def ddim_step(schedule: VPSchedule, x_t, eps, t: int, t_prev: Optional[int], eta: float = 0.0,
               generator: Optional[torch.Generator] = None):
-    """One DDIM step t -> t_prev (None: to x_0); eta = 1 is DDPM's ancestral step."""
+    """One DDIM step t -> t_prev (None: to x_0); eta = 1 is DDPM's ancestral step. With eta = 0
+    the step may also go up (t_prev > t): DDIM inversion."""
     x0 = schedule.tweedie_x0(x_t, t, eps)
     if t_prev is None:
         return x0
     a_prev, s_prev = schedule.alpha(t_prev).item(), schedule.sigma(t_prev).item()
     abar_t, abar_prev = schedule.alphas_cumprod[t].item(), schedule.alphas_cumprod[t_prev].item()
-    std = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))
+    std = eta * math.sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) if eta else 0.0
     direction = math.sqrt(max(s_prev ** 2 - std ** 2, 0.0)) * eps
     noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype) * std if std > 0 else 0
     return a_prev * x0 + direction + noise

@@ -340,9 +340,12 @@ class InferenceServer:
         from .. import schemes
         try:
             tx = schemes.TxContext.from_wire(params, {k: v for k, v in arrays.items() if k == "csi"})
-            scheme.option_values(tx.options, tx.channel_type)
+            nfe = scheme.max_tx_nfe(tx.options, tx.channel_type)
         except ValueError as exc:
             raise BadRequest("bad_params", str(exc)) from None
+        if nfe > self.max_nfe:
+            raise BadRequest("too_costly", f"the transmitter of scheme {scheme.name!r} with these options costs up to {nfe} "
+                                           f"network evaluations per image; this server's cap is {self.max_nfe} (--max-nfe)")
         images = arrays.get("images")
         if set(arrays) - {"csi"} != {"images"} or images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] < 1:
             raise BadRequest("bad_shape", "transmit needs 'images' uint8 (N, H, W, C) (and 'csi' complex64 (N, k) "

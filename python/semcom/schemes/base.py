@@ -99,7 +99,8 @@ def parse_options(text: str) -> dict:
 class TxContext:
     """What the transmitter knows: the SNR there (adaptive schemes), the channel type, the
     model to use ("" = the scheme's default), the symbol power, and CSI at the transmitter
-    when the scheme asks for it (`csi` (N, k) complex, `csi_source` genie/estimated)."""
+    when the scheme asks for it (`csi` (N, k) complex, `csi_source` genie/estimated); the SINR
+    where a link reports it (the batch engine does; inf: no interference known)."""
     snr_db: float
     channel_type: str = "awgn"
     model: str = ""
@@ -108,11 +109,14 @@ class TxContext:
     csi_source: str = "none"
     options: dict = field(default_factory=dict)
     seed: int = 0
+    sinr_db: float = math.inf
 
     def to_wire(self):
         params = {"snr_db": float(self.snr_db), "channel_type": self.channel_type, "model": self.model,
                   "power": float(self.power), "csi_source": self.csi_source, "options": dict(self.options),
                   "seed": int(self.seed)}
+        if math.isfinite(self.sinr_db):  # inf (no interferer) is not JSON: left out
+            params["sinr_db"] = float(self.sinr_db)
         arrays = [] if self.csi is None else [("csi", _c64(self.csi))]
         return params, arrays
 
@@ -126,7 +130,7 @@ class TxContext:
                   model=p.string("model", ""), power=p.number("power", 1.0, low=0, open_low=True),
                   csi=None if csi is None else torch.from_numpy(np.array(csi, np.complex64)),
                   csi_source=p.choice("csi_source", CSI_SOURCES, "none"), options=p.dict("options"),
-                  seed=p.seed())
+                  seed=p.seed(), sinr_db=p.number("sinr_db", math.inf, finite=False))
         if (csi is None) != (ctx.csi_source == "none"):
             raise ValueError("transmit: 'csi' is sent exactly when 'params.csi_source' is not 'none'")
         return ctx
@@ -356,6 +360,13 @@ class Scheme:
     train_apps: str = "apps/train_prior.py or apps/train_jscc.py"   # named when a checkpoint is missing
     takes_fewer_symbols: bool = False   # its receiver zero-pads fewer than the model's k (a CBR sweep)
     model_options: Tuple[str, ...] = ()   # options whose value names a checkpoint (a server checks them)
+    # The lines it draws in the every-scheme comparison (bench/bench_schemes.py): (label, options)
+    # pairs; default one line, the scheme's defaults; () leaves an ablation out of that table.
+    comparison_series: Optional[Tuple[Tuple[str, dict], ...]] = None
+
+    def series(self) -> Tuple[Tuple[str, dict], ...]:
+        """comparison_series, or one line of the defaults named after the scheme."""
+        return ((self.name, {}),) if self.comparison_series is None else self.comparison_series
 
     @property
     def defaults(self) -> dict:
@@ -376,6 +387,12 @@ class Scheme:
     def max_nfe(self, given: Optional[dict] = None, channel_type: Optional[str] = None) -> int:
         """The most network evaluations per image these options can cost in the receiver
         (0 without a network). ValueError as for option_values()."""
+        self.option_values(given, channel_type)
+        return 0
+
+    def max_tx_nfe(self, given: Optional[dict] = None, channel_type: Optional[str] = None) -> int:
+        """The most network evaluations per image these options can cost the transmitter
+        beyond its encoder (0 for most: jscna-ad's DDIM inversion runs its prior there)."""
         self.option_values(given, channel_type)
         return 0
 

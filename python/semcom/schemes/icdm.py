@@ -18,6 +18,8 @@ class ICDM(DeepJSCCScheme):
     def __init__(self, name, guidance, description, zeta, per_channel=None, start="observation",
                  guided_corrector=False, surrogate="isotropic"):
         self.name, self.guidance, self.description = name, guidance, description
+        if name != "icdm":   # guidance ablations: in bench_icdm, not in the every-scheme comparison
+            self.comparison_series = ()
         self.autograd = guidance in ("pigdm", "dps")  # backpropagates through both priors (about twice the cost)
         self.options = sampler_options(steps=20, zeta=(zeta, per_channel or {}), start=start,
                                        guided_corrector=guided_corrector)

@@ -5,10 +5,13 @@ spends more reverse steps on the patches the classifier's attention marks as imp
 
     transmit: images --VAE encoder--> s (N, 2k) --to_symbols--> nu (N, k), unit power;
               precoding=tx: x = c nu / h where |h|^2 >= g_th, else 0 (truncated inversion,
-              c^2 = P / E1(g_th), core/precoding.py; needs the fading: genie CSIT in simulation);
-              side information: each image's latent rms (16 bits, as dnsc)
+              c^2 = P / E1(g_th), core/precoding.py; needs the fading: genie CSIT in simulation,
+              or a stale or noisy estimate h_hat, link_sim's csit_delay / csit_error);
+              side information: each image's latent rms (16 bits, as dnsc) and the erasures (a
+              k-bit map; free under genie CSIT, where the receiver's own h gives the same map)
     receive:  every kept symbol arrives as c nu + n: one noise level, snr / E1(g_th); the erased
-              ones (known from h and g_th) carry nothing -> the matched start state x_t*
+              ones carry nothing (with h_hat != h a kept one arrives as (h / h_hat) c nu + n, which
+              the receiver, trusting the inversion, does not know) -> the matched start state x_t*
               (diffusion/matched_start.py: exact forward state, erased entries drawn from the
               prior's marginal) -> one full prior pass at t* -> the VAE-decoded Tweedie image ->
               the classifier's attention (eq. 10) -> steps S_j in [S_min, S_max] per latent cell
@@ -16,7 +19,8 @@ spends more reverse steps on the patches the classifier's attention marks as imp
               (diffusion/jscna.py) -> x rms -> VAE decoder
 
 noise_add=topup diffuses the latent at the transmitter so that the channel completes exactly
-t_target (the spec's reading R1, an ablation). precoding=rx is the control: no inversion, the MMSE-equalised symbols with per-symbol noise and
+t_target (the spec's reading R1, an ablation); noise_add=ddim inverts it deterministically to
+s_ddim with the prior (reading R2; the receiver treats that noise as Gaussian, extra tx_nfe). precoding=rx is the control: no inversion, the MMSE-equalised symbols with per-symbol noise and
 the median-variance start step (CDDM's rule, as dnsc). Patches are the 8x8 latent cells (= the
 classifier's 4x4-pixel patches = the DiT's tokens). Result.nfe counts network work in
 full-image passes (token evaluations / 64); extra has the full-image NFE (S_max), the patch-NFE
@@ -62,8 +66,12 @@ class JSCNAAD(Scheme):
                "and 150 ancestral steps whatever the SNR", choices=("matched", "fixed150")),
         Option("noise_add", "none", "none: send the latent itself; topup: the transmitter diffuses it to s with "
                "abar_s = abar(t_target) (1 + 1 / snr_eff), so the channel completes exactly t_target (reading R1 "
-               "of the spec; it pins the effective SNR and destroys information)", choices=("none", "topup")),
+               "of the spec; it pins the effective SNR and destroys information); ddim: deterministic DDIM "
+               "inversion to s_ddim with the prior at the transmitter (reading R2)",
+               choices=("none", "topup", "ddim")),
         Option("t_target", 150, "the total step of noise_add=topup", minimum=1),
+        Option("s_ddim", 28, "the step noise_add=ddim inverts to (28: the matched step of 20 dB)", minimum=1),
+        Option("tx_steps", 4, "network calls of noise_add=ddim's inversion at the transmitter", minimum=1),
     )
 
     def csit_needed(self, options=None, channel_type=None) -> bool:
@@ -83,9 +91,16 @@ class JSCNAAD(Scheme):
         opt = self.option_values(given, channel_type)
         return PAPER_FIXED_START + 1 if opt["start"] == "fixed150" else opt["s_max"]
 
+    def max_tx_nfe(self, given=None, channel_type=None):
+        opt = self.option_values(given, channel_type)
+        return min(opt["tx_steps"], opt["s_ddim"] + 1) if opt["noise_add"] == "ddim" else 0
+
     def check_side_info(self, side_info, options=None):
         if not _finite_positive((side_info or {}).get("rms")):
             raise ValueError(NO_RMS)
+        if "erased" in side_info and not _is_mask(side_info["erased"]):
+            raise ValueError("jscna-ad side information 'erased' must be the transmitter's erasure bitmap as a hex "
+                             "string (numpy packbits, big-endian bit order)")
 
     # ---------------------------------------------------------------- transmitter
     def transmit(self, models, images, tx: TxContext) -> Transmission:
@@ -106,10 +121,17 @@ class JSCNAAD(Scheme):
             g = torch.Generator().manual_seed(tx.seed)
             eps = torch.complex(torch.randn(nu.shape, generator=g), torch.randn(nu.shape, generator=g)) / math.sqrt(2)
             nu = abar_s ** 0.5 * nu + (1 - abar_s) ** 0.5 * eps.to(nu.dtype)
+        elif opt["noise_add"] == "ddim":   # x_s = DDIM-inversion(x_0 -> s): the prior's own noise, deterministic
+            nu = self._ddim_invert(models, vae, nu, opt)
+        bits = SIDE_INFO_BITS
         if opt["precoding"] == "tx":
             h = tx.csi if tx.csi is not None else torch.ones_like(nu)
-            nu, _, _ = truncated_inversion(nu, h.to(nu.dtype), self._g_th(opt, tx.snr_db), 1.0, tx.channel_type)
-        return Transmission(math.sqrt(tx.power) * nu, side, SIDE_INFO_BITS)
+            nu, kept, _ = truncated_inversion(nu, h.to(nu.dtype), self._g_th(opt, tx.snr_db), 1.0, tx.channel_type)
+            if tx.channel_type == "rayleigh":   # the erasures, signalled (module docstring)
+                for d, erased in zip(side, (~kept).numpy()):
+                    d["erased"] = pack_mask(erased)
+                bits += 0 if tx.csi_source == "genie" else nu.shape[1]
+        return Transmission(math.sqrt(tx.power) * nu, side, bits)
 
     def _topup_abar(self, schedule, opt, snr_db, channel_type) -> float:
         """abar_s of noise_add=topup, known at both ends from the SNR and the options: the channel's
@@ -123,6 +145,30 @@ class JSCNAAD(Scheme):
         if opt["precoding"] != "rx" and channel_type == "rayleigh":
             snr /= exp1(self._g_th(opt, snr_db))
         return min(1.0, schedule.alphas_cumprod[opt["t_target"]].item() * (1 + 1 / snr))
+
+    @staticmethod
+    def _ddim_invert(models, vae, nu, opt):
+        from ..core.mapping import complex_to_real, real_to_complex
+        from ..diffusion.jscna import ddim_inversion
+        from .deepjscc import network_eps
+        prior = models.prior(vae_prior_name(vae))
+        schedule = models.prior_schedule(vae_prior_name(vae))
+        if not opt["s_ddim"] < schedule.num_steps:
+            raise ValueError(f"scheme 'jscna-ad' option s_ddim = {opt['s_ddim']}: the prior has {schedule.num_steps} steps")
+        device = next(prior.parameters()).device
+        x0 = complex_to_real(nu).to(device) / LATENT_SCALE   # the prior's unit-variance domain
+        xs = ddim_inversion(network_eps(prior), x0, schedule, opt["s_ddim"], opt["tx_steps"])
+        return real_to_complex(LATENT_SCALE * xs.float().cpu()).to(nu.dtype)
+
+    def _sent_abar(self, schedule, opt, snr_db, channel_type) -> float:
+        """abar_s of the state the transmitter sent: 1 (noise_add=none), the top-up's, or
+        abar(s_ddim) for the DDIM inversion (whose deterministic noise the receiver treats as
+        Gaussian, as the spec's matched start does)."""
+        if opt["noise_add"] == "topup":
+            return self._topup_abar(schedule, opt, snr_db, channel_type)
+        if opt["noise_add"] == "ddim":
+            return schedule.alphas_cumprod[opt["s_ddim"]].item()
+        return 1.0
 
     @staticmethod
     def _g_th(opt, snr_db) -> float:
@@ -184,17 +230,19 @@ class JSCNAAD(Scheme):
                 h_eff = torch.ones_like(obs.h)
             else:
                 g_th = self._g_th(opt, obs.snr_db)
-                kept = obs.h.abs().square() >= g_th
+                kept = self._kept(obs, g_th)
                 h_eff = torch.where(kept, inversion_gain(g_th), 0.0).to(obs.h.dtype)
                 extra.update(g_th=g_th, erased_fraction=float((~kept).float().mean()))
             lin = lemma1_observation(replace(obs, h=h_eff))
         else:
             lin = lemma1_observation(obs)
-        if opt["noise_add"] == "topup":
+        if opt["noise_add"] != "none":
             # what was sent is sqrt(abar_s) x + sqrt(1 - abar_s) eps: a smaller own coefficient and
             # the transmitter's noise added to the channel's, per real dimension |own|^2 (1 - abar_s)
-            abar_s = self._topup_abar(schedule, opt, obs.snr_db, obs.channel_type)
-            extra["topup_abar_s"] = abar_s
+            abar_s = self._sent_abar(schedule, opt, obs.snr_db, obs.channel_type)
+            extra[f"{opt['noise_add']}_abar_s"] = abar_s
+            if opt["noise_add"] == "ddim":
+                extra["tx_nfe"] = float(len(schedule.timesteps(opt["tx_steps"], opt["s_ddim"])))
             own2 = (lin.scale_x * lin.a).abs().square()
             lin = replace(lin, a=lin.a * abar_s ** 0.5, c=(lin.c.square() + own2 * (1 - abar_s)).sqrt().to(lin.c.dtype))
         _, v = chain_noise(lin, "x")
@@ -213,6 +261,18 @@ class JSCNAAD(Scheme):
             x[idx] = matched_start(lin.take(idx), xhat[idx], schedule, t, "x", gen)
         extra["start_step"] = float(np.mean(starts))
         return x, starts, extra
+
+    @staticmethod
+    def _kept(obs, g_th) -> torch.Tensor:
+        """(N, k) bool: the symbols the transmitter did not erase. Signalled in the side
+        information where the transmitter inverted the channel; else (the jscna_precoder block,
+        which tags them in the stream) the receiver's h and g_th give them, as they gave them the
+        transmitter under genie CSIT."""
+        masks = [d.get("erased") for d in obs.side_info] if len(obs.side_info) == obs.n else []
+        if not masks or any(m is None for m in masks):
+            return obs.h.abs().square() >= g_th
+        erased = torch.from_numpy(np.stack([unpack_mask(m, obs.k) for m in masks]))
+        return ~erased.to(obs.h.device)
 
     def _steps(self, models, vae, opt, schedule, x, first_eps, t, rms, s_max, gen) -> torch.Tensor:
         """S_j (N, 64) for the images starting at t: uniform s_max, or eq. 11 on the importance of
@@ -245,18 +305,37 @@ class JSCNAAD(Scheme):
 
         def eps_tokens(x_tokens, t, active):
             out = torch.zeros_like(x_tokens)
-            rows = active.any(1)          # an image whose every patch is done takes no network call
-            if not bool(rows.any()):
-                return out
-            x = prior.from_tokens(x_tokens[rows])
-            tt = torch.full((x.shape[0],), int(t), device=x.device)
-            index, valid = jscna.active_index(active[rows])
-            residual = prior.residual_tokens(x, tt, index, valid)
-            part = torch.zeros_like(x_tokens[rows]).scatter(1, index[..., None].expand_as(residual), residual)
-            if prior.cfg.base is not None:
-                part = part + prior.to_tokens(prior.base_eps(x, tt))
-            out[rows] = part
+            # an image whose every patch is done takes no network call; the others go in groups of
+            # similar active counts, so that little work is spent on padding
+            for rows in jscna.token_groups(active.sum(1)):
+                x = prior.from_tokens(x_tokens[rows])
+                tt = torch.full((x.shape[0],), int(t), device=x.device)
+                index, valid = jscna.active_index(active[rows])
+                residual = prior.residual_tokens(x, tt, index, valid)
+                part = torch.zeros_like(x_tokens[rows]).scatter(1, index[..., None].expand_as(residual), residual)
+                if prior.cfg.base is not None:
+                    part = part + prior.to_tokens(prior.base_eps(x, tt))
+                out[rows] = part
             return out
         return eps_tokens
+
+def pack_mask(mask) -> str:
+    """A boolean vector as hex (numpy packbits, big-endian bits, zero-padded to whole bytes)."""
+    return np.packbits(np.asarray(mask, bool)).tobytes().hex()
+
+
+def unpack_mask(text: str, k: int) -> np.ndarray:
+    """pack_mask's inverse: (k,) bool; ValueError for a string of the wrong length or not hex."""
+    if not _is_mask(text) or len(text) != 2 * math.ceil(k / 8):
+        raise ValueError(f"jscna-ad: an erasure bitmap of {k} symbols is {2 * math.ceil(k / 8)} hex digits")
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), np.uint8))[:k].astype(bool)
+
+
+def _is_mask(text) -> bool:
+    try:
+        return isinstance(text, str) and len(text) > 0 and len(bytes.fromhex(text)) * 2 == len(text)
+    except ValueError:
+        return False
+
 
 register(JSCNAAD())

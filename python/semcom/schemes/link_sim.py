@@ -16,7 +16,7 @@ import torch
 
 from ..core import metrics
 from ..core.backend import BackendError
-from ..core.channel import apply_channel, draw_channel, link_powers
+from ..core.channel import apply_channel, csit, draw_channel, link_powers
 from ..core.equalizer import mmse_equalize
 from ..core.mapping import complex_to_real, to_symbols
 
@@ -29,7 +29,8 @@ class BatchResult:
     seconds: float
     nfe: float                      # network evaluations per image, mean over the images received
     errors: list                    # one message per lost batch
-    extra: dict                     # the scheme's extra columns, of its last batch
+    extra: dict                     # the scheme's extra columns: numbers as the mean over the images received
+                                    # (weighted by batch), others as in the last batch
     symbols_per_image: int          # complex channel uses per image the scheme sent (0: none sent)
     snr_est_db: list = None         # the OFDM PHY's per-image SNR and SINR (with phy; else None)
     sinr_est_db: list = None
@@ -40,18 +41,22 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
              user_model: str, interferer_model: str, receiver: str = "mmse",
              coherence_len: int = 1, seed: int = 0, batch_size: int = 256,
              progress: Optional[callable] = None, receiver_options: Optional[dict] = None,
-             phy=None) -> BatchResult:
+             phy=None, csit_delay: int = 0, csit_error: float = 0.0) -> BatchResult:
     """Send `images` with the scheme `receiver` (its transmitter and receiver) at one
     operating point; the batches whose backend call fails are lost and counted. `phy`: None
     (symbols straight through the channel) or an OfdmLink (the OFDM frame in numpy, with
-    genie or estimated CSI: phy/link.py)."""
+    genie or estimated CSI: phy/link.py). csit_delay (coherence blocks) and csit_error (an
+    estimation error variance) spoil the CSI a transmitter that needs it gets (core/channel.csit;
+    0 and 0: the genie)."""
     from . import check
     check(receiver, receiver_options, channel_type)
+    if (csit_delay or csit_error) and phy is not None:
+        raise ValueError("stale or noisy CSIT is a model of the symbol channel (phy=None)")
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     n = len(images)
     interferer_images = images[::-1]
-    out, lat, kept, errors, nfe, extra, k = [], [], [], [], [], {}, 0
+    out, lat, kept, errors, nfe, extras, k = [], [], [], [], [], [], 0
     snr_est, sinr_est = [], []
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
@@ -63,7 +68,7 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
             received = np.arange(sl.stop - sl.start)
             if phy is None:
                 x, obs = equalized_batch(*args, coherence_len, gen, receiver, tx_seed=tx_seed,
-                                         options=receiver_options)
+                                         options=receiver_options, csit_delay=csit_delay, csit_error=csit_error)
                 obs.options, k = dict(receiver_options or {}), obs.k
                 result = backend.receive(receiver, obs)
             else:
@@ -81,16 +86,31 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
             if result.latents is not None:
                 lat += metrics.latent_mse_db(torch.from_numpy(result.latents), x).tolist()
             nfe.append(result.nfe * len(received))
-            extra = result.extra
+            extras.append((len(received), result.extra))
             kept.append(np.arange(sl.start, sl.stop)[received])
         if progress:
             progress(sl.stop - sl.start)
     shape = (0,) + tuple(images.shape[1:])
     return BatchResult(received=np.concatenate(out) if out else np.zeros(shape, np.uint8),
                        kept=np.concatenate(kept) if kept else np.zeros(0, int), latent_mse_db=lat,
-                       seconds=time.perf_counter() - t0, nfe=sum(nfe) / max(1, sum(len(i) for i in kept)), errors=errors, extra=extra,
+                       seconds=time.perf_counter() - t0, nfe=sum(nfe) / max(1, sum(len(i) for i in kept)), errors=errors,
+                       extra=_pooled(extras),
                        symbols_per_image=k, snr_est_db=snr_est if phy else None,
                        sinr_est_db=sinr_est if phy else None)
+
+
+def _pooled(extras) -> dict:
+    """The batches' extra columns as one: a number present in every batch as the mean over
+    the images (e.g. digital's success_rate), anything else as in the last batch."""
+    if not extras:
+        return {}
+    out = dict(extras[-1][1])
+    total = sum(n for n, _ in extras)
+    for key, value in out.items():
+        if total and isinstance(value, (int, float)) and not isinstance(value, bool) and all(
+                isinstance(e.get(key), (int, float)) for _, e in extras):
+            out[key] = sum(n * float(e[key]) for n, e in extras) / total
+    return out
 
 
 def interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db):
@@ -101,23 +121,33 @@ def interferer_symbols(backend, interferer_model, interferer_images, snr_db, sin
 
 
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
-                    interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0, options=None):
+                    interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0, options=None,
+                    csit_delay=0, csit_error=0.0):
     """Transmit with `scheme`, send through the channel, MMSE-equalize: (x, obs) with x the
     sent symbols in real form (N, 2k) and obs the schemes.Observation of the receiver (no
     options; its seed drawn from `generator`); the transmitter gets the scheme's `options` (a
     scheme whose transmitter has options, e.g. how many symbols to send). A scheme that needs CSI at the transmitter is
-    handed the fading the channel will apply (genie CSIT): the channel is drawn first. The
+    handed the fading the channel will apply (genie CSIT): the channel is drawn first; or, with
+    csit_delay > 0 or csit_error > 0, core/channel.csit's stale or noisy version of it (drawn
+    from its own generator, seeded by tx_seed: the channel is the same draw as the genie's). The
     draws (h, g, n, then the receiver's seed) come from `generator` in the same order either
     way, so the transmitter's needs change no other draw."""
     from . import get
     from .base import Observation, TxContext
-    tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed, options=dict(options or {}))
+    tx = TxContext(snr_db, channel_type, user_model, seed=tx_seed, options=dict(options or {}), sinr_db=sinr_db)
     draw = None
     sender = get(scheme)
     if sender.csit_needed(tx.options, channel_type):
         k = sender.symbols_per_image(backend, tx, images.shape[1:])
         draw = draw_channel((len(images), k), channel_type, coherence_len, generator)
         tx.csi, tx.csi_source = draw.h, "genie"
+        if csit_delay or csit_error:
+            tx.csi = csit(draw.h, csit_delay, csit_error, coherence_len, torch.Generator().manual_seed(tx_seed + 1),
+                          channel_type)
+            tx.csi_source = "estimated"
+    elif csit_delay or csit_error:
+        raise ValueError(f"scheme {scheme!r} does not use CSI at the transmitter (with these options, on "
+                         f"{channel_type}): stale or noisy CSIT would change nothing")
     sent = backend.transmit(scheme, images, tx)
     z = sent.symbols
     u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
@@ -160,7 +190,7 @@ def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db
     if get(scheme).csit_needed(receiver_options, channel_type):
         raise ValueError(f"scheme {scheme!r} needs CSI at the transmitter, which the OFDM link does not feed back yet")
     sent = backend.transmit(scheme, images, TxContext(snr_db, channel_type, user_model, seed=tx_seed,
-                                                             options=dict(receiver_options or {})))
+                                                             options=dict(receiver_options or {}), sinr_db=sinr_db))
     z = sent.symbols
     u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
     frames = send_frames(z.numpy(), None if u is None else u.numpy(), snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))

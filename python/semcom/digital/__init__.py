@@ -1,0 +1,1 @@
+"""The digital baseline's pieces (GNU Radio-free): image codec, framing, LDPC, Gray QAM, MCS."""
