@@ -11,7 +11,8 @@ Python blocks: symbol_mapper, symbol_demapper, snr_estimator_pdu, snr_estimator_
 jscc_encoder, jscc_decoder, image_sink, image_display, scheme_encoder, diffusion_receiver
 (any scheme's receiver; icdm_canceller is its earlier name), cdiff_decoder (the cdiff scheme's),
 jscna_precoder (JSCNA-AD's channel pre-compensation);
-hier blocks scheme_transmitter, scheme_receiver, jscc_transmitter, jscc_receiver, equalized_to_pdu;
+hier blocks scheme_transmitter, scheme_receiver, jscc_transmitter, jscc_receiver, equalized_to_pdu,
+digital_transmitter and digital_receiver (the digital baseline with stock gr-fec LDPC);
 top blocks gaussian_link, image_link.
 GNU Radio-free: gnuradio.semcom.core (maths), .diffusion, .schemes (the scheme registry and
 the batch engine) and .inference.
@@ -57,6 +58,8 @@ _BLOCKS = {
     "scheme_transmitter": "scheme_transmitter",
     "scheme_receiver": "scheme_receiver",
     "jscc_receiver": "jscc_receiver",
+    "digital_transmitter": "digital_transmitter",
+    "digital_receiver": "digital_receiver",
     "image_link": "image_link",
     "image_display": "image_display",
     "phy_tx": "phy_tx",

@@ -20,9 +20,9 @@ from . import codec, frame, qam
 from .frame import Layout
 
 # gr-fec's ldpc_decoder (sum-product on likelihood ratios) computes exp(LLR) in single precision
-# and multiplies ratios in double: |LLR| around 100 and beyond overflows to inf/0 and turns its
-# messages into NaN (a noiseless frame at 1e4 decodes to wrong bits). 25 (a bit error
-# probability of 1e-11) leaves it exact in practice and in range.
+# (inf beyond 88) and multiplies ratios in double: huge LLRs (high SNR: up to 1e12 here) turn its
+# messages into inf/0/NaN, and a codeword with a few wrong bits among |LLR| = 1e6 decodes wrong.
+# 25 (a bit error probability of 1e-11) keeps it in range and changes nothing else in practice.
 GR_FEC_LLR_MAX = 25.0
 # The sigma handed to fec.ldpc_decoder.make: with soft values x = -2 sigma^2 LLR any sigma gives
 # the decoder the same LLR; 1 keeps the values small.
