@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from gnuradio.semcom.core.cli import ArgumentParser, run_main
 from gnuradio.semcom.core.files import atomic_path
-from gnuradio.semcom.digital import frame, ldpc, mcs, qam
+from gnuradio.semcom.digital import chain, frame, ldpc, mcs, qam
 
 
 PROBE = 50   # frames tried first at each point
@@ -36,8 +36,7 @@ def frame_errors(chosen, k, channel, snr_db, frames, gen, max_iter) -> int:
     code = ldpc.load_code(chosen.rate)
     info = torch.randint(0, 2, (frames * lay.codewords, code.k), generator=gen).numpy().astype(np.uint8)
     codewords = ldpc.encode(code, info).reshape(frames, lay.codewords, code.n)
-    bits = np.stack([frame.fill_and_scramble(c, lay) for c in codewords])
-    symbols = qam.modulate(torch.from_numpy(bits), chosen.order)
+    symbols = chain.codeword_symbols(codewords, lay, chosen.order)   # the shipped chain's fill, scrambler, QAM
     noise_var = 10 ** (-snr_db / 10)
     n = torch.complex(torch.randn(symbols.shape, generator=gen), torch.randn(symbols.shape, generator=gen))
     n = n * math.sqrt(noise_var / 2)
@@ -46,7 +45,7 @@ def frame_errors(chosen, k, channel, snr_db, frames, gen, max_iter) -> int:
         h = h / math.sqrt(2)
     else:
         h = torch.ones_like(symbols)
-    y = (h * symbols + n) / h                       # zero-forced: the receiver's unbiased symbols
+    y = (h * symbols + n) / h   # zero-forced: the unbiased symbols chain.symbol_llrs forms from the MMSE output
     llr = qam.llr_maxlog(y, noise_var / h.abs().square(), chosen.order)
     out = ldpc.decode(code, frame.descramble_llr(llr, lay).reshape(-1, code.n), max_iter=max_iter)
     decoded = out.ok.reshape(frames, lay.codewords).all(1) & torch.from_numpy(

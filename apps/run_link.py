@@ -370,7 +370,9 @@ def main(argv=None):
             row.update(run_record({
                 "receiver": receiver, "receiver_options": receiver_options[receiver], "channel": channel,
                 "coherence": args.coherence, **({"csit_delay": args.csit_delay, "csit_error": args.csit_error}
-                                                if args.csit_delay or args.csit_error else {}),
+                                                if (args.csit_delay or args.csit_error) and check_receiver(
+                                                    receiver).csit_needed(receiver_options[receiver], channel)
+                                                else {}),
                 "snr_db": snr, "sinr_db": sinr, "k": k_used, "user_model": user,
                 "interferer_model": interferer, "engine": args.engine,
                 "batch_size": batch if args.engine == "batch" else None, "dataset": args.dataset,

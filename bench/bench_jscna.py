@@ -61,6 +61,7 @@ ROWS = {
     "(k) noisy CSIT e=0.2": ("jscna-ad", {"csit_error": 0.2}),
 }
 KEYS = ("psnr_db", "ssim", "accuracy", "feature_dist")
+TX_OPTIONS = ("precoding", "g_th", "noise_add", "t_target", "s_ddim", "tx_steps")   # what jscna-ad's transmitter reads
 
 
 def run_row(backend, scheme, obs, options, batch):
@@ -99,8 +100,8 @@ def bench(args, backend, images):
                 continue
             model = vae if scheme in ("jscna-ad", "dnsc") else jscc_model_name("user", channel, 512)
             # one transmission per what the transmitter does (its precoding and noise adding)
-            key = (scheme, model, options.get("precoding", "tx"), options.get("noise_add", "none"),
-                   options.get("t_target", 150), csit_error)
+            # every option the transmitter reads (the defaults' values are implied by their absence)
+            key = (scheme, model, csit_error) + tuple(sorted((k, v) for k, v in options.items() if k in TX_OPTIONS))
             if key not in links:
                 gen = torch.Generator().manual_seed(args.seed)
                 links[key] = equalized_batch(backend, images, images, channel, snr, math.inf, model, model, 1, gen,

@@ -8,7 +8,8 @@ through the batch engine (link_sim.simulate: the same channel draws for every sc
 
 Writes OUT/results.json (every row), OUT/results.md (the tables), OUT/psnr_vs_snr.png and
 OUT/ssim_vs_snr.png (a panel per channel and SINR, a line per series) and OUT/grid_*.png (the
-sent images and one column per series at a few operating points). Schemes that run a network at
+sent images and one column per series, without interferer, at the lowest, middle and highest
+SNR of each channel). Schemes that run a network at
 the receiver (max_nfe > 0) get the first --diffusion-images of the images, the others all of
 them; the table says how many. s/image is the receiver's and transmitter's wall time on this
 machine (the batch engine's whole simulate call, channel included) divided by the images.
@@ -39,7 +40,6 @@ from gnuradio.semcom.inference.local import LocalBackend
 from gnuradio.semcom.schemes.link_sim import simulate
 
 KEYS = ("psnr_db", "ssim", "accuracy", "lpips", "feature_dist")
-GRID_POINTS = (("awgn", 0.0), ("awgn", 10.0), ("rayleigh", 5.0), ("rayleigh", 20.0))
 
 
 def registry_series(only=None):
@@ -88,13 +88,15 @@ def bench(args, backend, images, labels):
     series = registry_series(args.schemes)
     points = [(c, s, i) for c in args.channels for s in args.snr for i in args.sinr if math.isinf(i) or i <= s]
     rows, grids = [], {}
+    snrs = sorted(args.snr)
+    grid_snrs = {snrs[0], snrs[len(snrs) // 2], snrs[-1]}   # a sample grid at the lowest, middle and highest SNR
     bar = tqdm(total=len(series) * len(points), disable=args.no_progress, desc="scheme x point")
     for line in series:
         for channel, snr, sinr in points:
             bar.set_description(f"{line[0]} {channel} {snr:g} dB")
             row, received = run_point(backend, images, labels, line, channel, snr, sinr, args)
             rows.append(row)
-            if received is not None and (channel, snr) in GRID_POINTS and math.isinf(sinr):
+            if received is not None and snr in grid_snrs and math.isinf(sinr):
                 grids.setdefault((channel, snr), {})[line[0]] = received[:args.grid]
             bar.update()
     bar.close()
@@ -132,7 +134,30 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
-def figures(rows, grids, images, out: Path, grid_n: int):
+def brief(rows) -> str:
+    """PSNR (dB) per series and operating point, one line per series (the demo's table)."""
+    points = list(dict.fromkeys((r["channel"], r["snr_db"], r["sinr_db"]) for r in rows))
+    name = lambda c, s, i: f"{c[:4]} {s:g}" + ("" if i is None else f"/{i:g}")
+    width = max(len(r["series"]) for r in rows) + 2
+    lines = ["PSNR (dB) at channel SNR[/SINR] dB" + (" (digital: frames decoded in brackets)"
+                                                  if any(r["success_rate"] is not None for r in rows) else ""),
+             "".ljust(width) + "".join(f"{name(*p):>13}" for p in points)]
+    notes = sorted({f"{r['series']}: {r['model_note']} on {r['channel']}" for r in rows if r.get("model_note")})
+    for label in dict.fromkeys(r["series"] for r in rows):
+        mine = {(r["channel"], r["snr_db"], r["sinr_db"]): r for r in rows if r["series"] == label}
+        cells = []
+        for p in points:
+            r = mine.get(p)
+            cell = "" if r is None else fmt(r.get("psnr_db"), ".2f")
+            if r is not None and r["success_rate"] is not None:
+                cell += f" [{r['success_rate']:.0%}]"
+            cells.append(f"{cell:>13}")
+        lines.append(label.ljust(width) + "".join(cells))
+    return "\n".join(lines + [f"  * {note}" for note in notes])
+
+
+def figures(rows, grids, images, out: Path, grid_n: int) -> list:
+    """Write the figures; the names of the files written."""
     for key, ylabel, name in (("psnr_db", "PSNR (dB)", "psnr_vs_snr.png"), ("ssim", "SSIM", "ssim_vs_snr.png")):
         panels = {}
         for r in rows:
@@ -141,8 +166,11 @@ def figures(rows, grids, images, out: Path, grid_n: int):
             curve[0].append(r["snr_db"])
             curve[1].append(r.get(key))
         save_metric_panels(panels, out / name, ylabel, f"every scheme on one link: {ylabel} vs SNR")
+    written = ["psnr_vs_snr.png", "ssim_vs_snr.png"]
     for (channel, snr), received in grids.items():
-        save_receiver_grid([(f"{channel}\n{snr:g} dB", images[:grid_n], received)], out / f"grid_{channel}_{snr:g}dB.png")
+        written.append(f"grid_{channel}_{snr:g}dB.png")
+        save_receiver_grid([(f"{channel}\n{snr:g} dB", images[:grid_n], received)], out / written[-1])
+    return written
 
 
 def parse_args(argv=None):
@@ -162,6 +190,7 @@ def parse_args(argv=None):
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (reported as null)")
     ap.add_argument("--out", default="runs/schemes")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--brief", action="store_true", help="print one short PSNR table (the full tables go to results.md)")
     args = ap.parse_args(argv)
     args.schemes = name_list(ap, "--schemes", args.schemes, schemes.names()) if args.schemes else None
     args.channels = name_list(ap, "--channels", args.channels, ("awgn", "rayleigh"))
@@ -193,9 +222,10 @@ def main(argv=None):
     text = markdown(result)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "results.md").write_text(text + "\n")
-    figures(rows, grids, images, out, args.grid)
-    print(text)
-    print(f"bench_schemes.py: wrote {out}/results.json, results.md, psnr_vs_snr.png, ssim_vs_snr.png, grid_*.png")
+    written = figures(rows, grids, images, out, args.grid)
+    print(brief(rows) if args.brief else text)
+    print(f"bench_schemes.py: {len(rows)} rows in {result['wall_s']:.0f} s; wrote in {out}/: results.json, results.md, "
+          + ", ".join(written))
     return 0
 
 

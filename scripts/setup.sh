@@ -12,7 +12,7 @@ venv="$root/.venv"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- 1. Debian packages -----------------------------------------------------
-apt_packages=(gnuradio gnuradio-dev python3-zmq python3-scipy python3-matplotlib
+apt_packages=(gnuradio gnuradio-dev python3-zmq python3-scipy python3-matplotlib python3-pil
               cmake g++ make python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -96,10 +96,13 @@ def test_frames_round_trip_and_a_flipped_bit_fails_the_crc():
 def test_codec_search_never_exceeds_the_budget_and_round_trips(name):
     images = load_dataset("sample").images[:4]
     for budget in (40, 120, 320):
+        fits = 0
         for image in images:
             fit = codec.encode(image, name, budget)
             if fit is None:
+                assert len(codec.payload_at(image, name, 1)) > budget   # not even the lowest quality fits
                 continue
+            fits += 1
             payload, quality = fit
             assert len(payload) <= budget
             better = [q for q in codec.QUALITIES if q > quality and len(codec.payload_at(image, name, q)) <= budget]
@@ -108,6 +111,7 @@ def test_codec_search_never_exceeds_the_budget_and_round_trips(name):
             assert out.shape == image.shape and out.dtype == np.uint8
             psnr = 10 * np.log10(255 ** 2 / np.mean((out.astype(float) - image) ** 2))
             assert psnr > 15
+        assert fits == len(images) or budget < 120   # 120 and 320 bytes hold every one of these images
     # what does not parse is refused (libjpeg decodes any scan bytes to some image: the CRC
     # before the codec is what catches corrupted frames)
     for bad in (b"", b"\x00scan" if name == "jpeg" else b"\x07garbage"):

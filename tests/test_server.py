@@ -303,12 +303,14 @@ def test_request_cost_caps_items_and_total_nfe():
         with pytest.raises(BadRequest, match=r"too_costly|9 items") as exc:
             check(receive(9, 1))
         assert exc.value.code == "too_costly" and "cap is 8 (--max-request-items)" in str(exc.value)
-        transmit = lambda steps: protocol.pack(   # jscna-ad's DDIM inversion runs the prior at the transmitter
+        transmit = lambda steps, n=1: protocol.pack(   # jscna-ad's DDIM inversion runs the prior at the transmitter
             {"op": "transmit", "scheme": "jscna-ad", "params": {"snr_db": 5, "channel_type": "awgn", "options": {
                 "noise_add": "ddim", "s_ddim": 100, "tx_steps": steps}}},
-            [("images", np.zeros((1, 32, 32, 3), np.uint8))])
-        assert check(transmit(50))[1] == 1
-        with pytest.raises(BadRequest, match=r"transmitter of scheme .jscna-ad. with these options costs up to 101 .* cap is 50") as exc:
+            [("images", np.zeros((n, 32, 32, 3), np.uint8))])
+        assert check(transmit(50))[1] == 1 and check(transmit(50, 2))[1] == 2   # 2 x 50 = 100: at the cap
+        with pytest.raises(BadRequest, match=r"3 images at up to 50 .* transmitter cost up to 150; .* cap per request is 100"):
+            check(transmit(50, 3))
+        with pytest.raises(BadRequest, match=r"transmitter of scheme .jscna-ad. with these options costs up to 100 .* cap is 50") as exc:
             check(transmit(500))
         assert exc.value.code == "too_costly"
         for op in ("encode", "decode"):

@@ -115,3 +115,4 @@ class _Package(_types.ModuleType):
 
 
 _sys.modules[__name__].__class__ = _Package
+_BLOCKS["image_compare_display"] = "image_compare_display"; __all__ = sorted(_BLOCKS)   # several schemes side by side (Qt)

@@ -30,7 +30,8 @@ class diffusion_receiver(neural_pdu_block):
     and k. The receiver's random draws are seeded by `seed` + the image_id of the batch's
     first packet: reproducible for the same batching. `coherence`: symbols per Rayleigh
     fading block of the interferer's channel (1 = i.i.d.; the receivers' Gaussian of the
-    interference depends on it)."""
+    interference depends on it). Each output PDU's metadata gets "nfe": the network
+    evaluations per image of the receiver call that made it (the batch's mean)."""
 
     BLOCK_NAME = "diffusion_receiver"   # what GNU Radio logs it as (scheme-specific subclasses rename it)
 
@@ -114,7 +115,7 @@ class diffusion_receiver(neural_pdu_block):
 
     def run_batch(self, items):
         """Items of one operating point go in one receiver call (in arrival order):
-        [(image, latent or None)] in item order."""
+        [(image, latent or None, nfe per image of its call)] in item order."""
         out = [None] * len(items)
         for key, idx in groups(item[0] for item in items).items():
             stack = lambda j: torch.from_numpy(np.stack([items[n][j] for n in idx]))
@@ -129,11 +130,12 @@ class diffusion_receiver(neural_pdu_block):
             result = self.backend.receive(self.scheme, obs)
             self.nfe = max(self.nfe, result.nfe)
             for j, n in enumerate(idx):
-                out[n] = (result.images[j], None if result.latents is None else result.latents[j])
+                out[n] = (result.images[j], None if result.latents is None else result.latents[j], result.nfe)
         return out
 
     def _emit(self, meta, result):
-        image, latent = result
+        image, latent, nfe = result
+        meta = pmt.dict_add(meta, pmt.intern("nfe"), pmt.from_double(float(nfe)))   # its batch's, per image
         if latent is not None:
             self.message_port_pub(pmt.intern("pdus"), make_pdu(meta, latent))
         self.message_port_pub(pmt.intern("images"), image_pdu(meta, image))

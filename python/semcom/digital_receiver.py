@@ -26,7 +26,6 @@ from .core.channel import link_powers
 from .digital import chain, frame, ldpc
 from .digital_transmitter import DIRECT_PORT, RATE_PORTS, CodewordCollector, frame_layout, strip_frame_keys
 from .pdu_util import OperatingPoint, drops_on_error, image_pdu, meta_get, split_pdu
-from .schemes.digital import dataset_mean
 
 
 class digital_demapper(gr.basic_block):
@@ -101,15 +100,15 @@ class digital_deframer(gr.basic_block):
     codewords that never all came back) gives the dataset's mean image with "lost" True.
     "ldpc_iterations": the mean of gr-fec's iterations over the frame's codewords."""
 
-    def __init__(self, codec_name="webp", image_shape=(32, 32, 3)):
+    def __init__(self, codec_name="auto", image_shape=(32, 32, 3)):
         from .digital import codec
-        if codec_name not in codec.CODECS:
-            raise ValueError(f"codec must be one of {codec.CODECS}, got {codec_name!r}")
+        if codec_name not in codec.CHOICES:
+            raise ValueError(f"codec must be one of {codec.CHOICES}, got {codec_name!r}")
         shape = tuple(int(v) for v in image_shape)
         if len(shape) != 3 or min(shape) < 1 or shape[2] not in (1, 3):
             raise ValueError(f"image_shape must be (height, width, 1 or 3), got {image_shape}")
         gr.basic_block.__init__(self, name="digital_deframer", in_sig=None, out_sig=None)
-        self.codec, self.shape, self.mean = codec_name, shape, dataset_mean(shape)
+        self.codec, self.shape, self.mean = codec_name, shape, chain.dataset_mean(shape)
         self.collector = CodewordCollector()
         self.delivered = self.lost = self.incomplete = 0
         self.message_port_register_in(pmt.intern("pdus"))
@@ -136,7 +135,8 @@ class digital_deframer(gr.basic_block):
             image = None
             if chosen is not None:
                 payload = frame.unpack(np.stack([p[0] for p in parts]), layout)
-                image = chain.decode_image(payload, self.codec, self.shape)
+                codec_name = chain.frame_codec(meta_get(frame_meta, "side_info", {}), self.codec)
+                image = chain.decode_image(payload, codec_name, self.shape)
             self._publish(frame_meta, image, [p[1] for p in parts])
 
     def _publish(self, meta, image, iterations):
@@ -158,7 +158,7 @@ class digital_receiver(gr.hier_block2):
     most; `decoders`: their async_decoder blocks). `image_shape`: what the codec decodes to
     (the scheme's model's; CIFAR-10 by default). success_rate: delivered / images out."""
 
-    def __init__(self, codec="webp", k=512, iterations=50, snr_db=10.0, sinr_db=math.inf, signal_power=1.0,
+    def __init__(self, codec="auto", k=512, iterations=50, snr_db=10.0, sinr_db=math.inf, signal_power=1.0,
                  image_shape=(32, 32, 3)):
         if int(iterations) != iterations or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations}")

@@ -37,12 +37,7 @@ FRAME_KEYS = ("frame_seq", "codeword", "codewords", "ldpc_rate")
 
 def check_mcs(name, k):
     """"adaptive" or a fixed MCS name that carries at least one codeword in k symbols."""
-    if name == "adaptive":
-        return name
-    chosen = mcs.get(name)   # ValueError naming the choices
-    if mcs.layout(chosen, k).codewords < 1:
-        raise ValueError(f"{name} carries no LDPC codeword in {k} symbols")
-    return name
+    return name if name == "adaptive" else mcs.fixed(name, k).name
 
 
 def frame_layout(meta):
@@ -102,9 +97,9 @@ class digital_framer(gr.basic_block):
     `mcs`: "adaptive" (the best MCS for `snr_db` on `channel_type`, digital/mcs.py; give the
     SINR where there is interference) or a fixed name."""
 
-    def __init__(self, codec_name="webp", mcs_name="adaptive", k=512, snr_db=10.0, channel_type="awgn"):
-        if codec_name not in codec.CODECS:
-            raise ValueError(f"codec must be one of {codec.CODECS}, got {codec_name!r}")
+    def __init__(self, codec_name="auto", mcs_name="adaptive", k=512, snr_db=10.0, channel_type="awgn"):
+        if codec_name not in codec.CHOICES:
+            raise ValueError(f"codec must be one of {codec.CHOICES}, got {codec_name!r}")
         if int(k) != k or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k}")
         if channel_type not in CHANNEL_TYPES:
@@ -148,10 +143,11 @@ class digital_framer(gr.basic_block):
         meta, image = parts
         chosen, snr = self.chosen(), self.snr_db
         self._seq += 1
+        info, used = chain.frame_info(image, self.codec, mcs.layout(chosen, self.k)) if chosen else (None, None)
+        side = {"mcs": chosen.name if chosen else "none", **({"codec": used} if used else {})}
         added = (("scheme", pmt.intern("digital")), ("model", pmt.intern("")),
                  ("cbr", pmt.from_double(self.k / image.size)), ("snr_db", pmt.from_double(snr)),
-                 ("n_symbols", pmt.from_long(self.k)),
-                 ("side_info", pmt.to_pmt({"mcs": chosen.name if chosen else "none"})),
+                 ("n_symbols", pmt.from_long(self.k)), ("side_info", pmt.to_pmt(side)),
                  ("frame_seq", pmt.from_long(self._seq)))
         for key, value in added:
             meta = pmt.dict_add(meta, pmt.intern(key), value)
@@ -159,7 +155,6 @@ class digital_framer(gr.basic_block):
             meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(0))
             self.message_port_pub(pmt.intern(DIRECT_PORT), pmt.cons(meta, pmt.make_u8vector(0, 0)))
             return
-        info = chain.frame_info(image, self.codec, mcs.layout(chosen, self.k))
         meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(len(info)))
         meta = pmt.dict_add(meta, pmt.intern("ldpc_rate"), pmt.intern(chosen.rate))
         port = pmt.intern(RATE_PORTS[chosen.rate])
@@ -207,7 +202,7 @@ class digital_transmitter(gr.hier_block2):
     ldpc_par_mtrx_encoder objects by rate; `encoders`: their async_encoder blocks).
     `mcs` "adaptive" picks by `snr_db` (set_snr_db, set_mcs at run time)."""
 
-    def __init__(self, codec="webp", mcs="adaptive", k=512, snr_db=10.0, channel_type="awgn", power=1.0):
+    def __init__(self, codec="auto", mcs="adaptive", k=512, snr_db=10.0, channel_type="awgn", power=1.0):
         self.framer = digital_framer(codec, mcs, k, snr_db, channel_type)
         self.mapper = digital_mapper(power)
         gr.hier_block2.__init__(self, "digital_transmitter", gr.io_signature(0, 0, 0), gr.io_signature(0, 0, 0))

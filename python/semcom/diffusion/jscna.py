@@ -111,28 +111,33 @@ def token_groups(count: torch.Tensor, max_groups: int = 3) -> list:
     """Row indices of `count` (N,) active tokens per image split into at most `max_groups`
     groups of similar counts, chosen to minimise the padded work sum_g |g| max_g(count) of one
     token-subset call per group (active_index pads every image to its group's largest); rows
-    with no active token are left out."""
+    with no active token are left out. The split points run over the distinct counts (at most
+    tokens + 1 of them), so the cost does not grow with N."""
     rows = torch.nonzero(count > 0).flatten()
     if rows.numel() == 0:
         return []
-    order = rows[torch.argsort(count[rows], stable=True)]
-    c = count[order].tolist()
+    values, sizes = torch.unique(count[rows], return_counts=True)   # ascending distinct counts
+    c, m = values.tolist(), sizes.tolist()
     n = len(c)
-    # best[g][j]: the least padded work of the first j rows (ascending) in g groups; a group
-    # ending at row j - 1 costs (j - i) c[j - 1]
+    below = [0]
+    for size in m:
+        below.append(below[-1] + size)   # rows with a count among the first j distinct values
+    # best[g][j]: the least padded work of the first j distinct counts in g groups; a group
+    # ending at distinct count j - 1 costs (its rows) * c[j - 1]
     inf = float("inf")
     best = [[0.0] + [inf] * n] + [[inf] * (n + 1) for _ in range(max_groups)]
     cut = [[0] * (n + 1) for _ in range(max_groups + 1)]
     for g in range(1, max_groups + 1):
         for j in range(1, n + 1):
             for i in range(g - 1, j):
-                cost = best[g - 1][i] + (j - i) * c[j - 1]
+                cost = best[g - 1][i] + (below[j] - below[i]) * c[j - 1]
                 if cost < best[g][j]:
                     best[g][j], cut[g][j] = cost, i
     g = min(range(1, max_groups + 1), key=lambda k: (best[k][n], k))
-    groups, j = [], n
+    bounds, j = [], n
     while g > 0:
         i = cut[g][j]
-        groups.append(order[i:j])
+        bounds.append((c[i], c[j - 1]))
         j, g = i, g - 1
-    return groups[::-1]
+    counts = count[rows]
+    return [rows[(counts >= lo) & (counts <= hi)] for lo, hi in reversed(bounds)]

@@ -11,7 +11,7 @@ gr_fec_soft turns LLRs into gr-fec 3.10.5's ldpc_decoder input (its convention: 
 """
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,12 +29,13 @@ GR_FEC_LLR_MAX = 25.0
 GR_FEC_SIGMA = 1.0
 
 
-def frame_info(image: np.ndarray, codec_name: str, layout: Layout) -> np.ndarray:
-    """(codewords, info_bits) uint8: the image at the highest codec quality whose payload fits the
-    layout's budget, framed (an empty payload where not even quality 1 fits: the frame then
-    carries no image and the receiver scores it lost)."""
-    fit = codec.encode(image, codec_name, layout.payload_bytes)
-    return frame.pack(fit[0] if fit else b"", layout)
+def frame_info(image: np.ndarray, codec_choice: str, layout: Layout) -> Tuple[np.ndarray, Optional[str]]:
+    """((codewords, info_bits) uint8, the codec used): the image at the highest codec quality
+    whose payload fits the layout's byte budget (codec.encode_best; "auto" picks the codec per
+    image), framed. Where not even quality 1 fits, an empty payload and None: the frame then
+    carries no image and the receiver scores it lost."""
+    fit = codec.encode_best(image, codec_choice, layout.payload_bytes)
+    return frame.pack(fit[0] if fit else b"", layout), (fit[2] if fit else None)
 
 
 def codeword_symbols(codewords: np.ndarray, layout: Layout, order: int, power: float = 1.0) -> torch.Tensor:
@@ -66,12 +67,34 @@ def gr_fec_soft(llr, sigma: float = GR_FEC_SIGMA) -> np.ndarray:
     return np.ascontiguousarray((-2.0 * sigma ** 2) * llr.numpy(), np.float32)
 
 
-def decode_image(payload: Optional[bytes], codec_name: str, shape) -> Optional[np.ndarray]:
+def frame_codec(side_info, configured: str) -> Optional[str]:
+    """The codec a frame was coded with: its side information's "codec" (what the transmitter
+    chose, needed with "auto"), else the receiver's configured one where that is a codec;
+    None where neither says (the frame is then lost)."""
+    named = side_info.get("codec") if isinstance(side_info, dict) else None
+    if named in codec.CODECS:
+        return named
+    return configured if configured in codec.CODECS else None
+
+
+def decode_image(payload: Optional[bytes], codec_name: Optional[str], shape) -> Optional[np.ndarray]:
     """The image of a frame's payload, or None where the frame is lost (no payload: CRC failed
-    or nothing fitted; or a payload the codec cannot decode)."""
-    if not payload:
+    or nothing fitted; no codec known; or a payload the codec cannot decode)."""
+    if not payload or codec_name is None:
         return None
     try:
         return codec.decode(payload, codec_name, shape)
     except codec.CodecError:
         return None
+
+
+def dataset_mean(shape) -> np.ndarray:
+    """The image a lost frame scores: the training set's mean image for CIFAR-10 (32, 32, 3) and
+    MNIST-sized (28, 28, 1) images (data/dataset_means.npz), mid-grey otherwise."""
+    from pathlib import Path
+    shape = tuple(int(v) for v in shape)
+    with np.load(Path(__file__).resolve().parent.parent / "data" / "dataset_means.npz") as means:
+        for key in means.files:
+            if means[key].shape == shape:
+                return means[key].copy()
+    return np.full(shape, 128, np.uint8)

@@ -10,6 +10,7 @@
 
 `encode(image, codec, budget)` tries every quality 1-100 (an exhaustive search: the size is not
 monotone in the quality) and keeps the highest whose payload fits; None where none fits.
+`encode_best(image, "auto", budget)` takes, per image, the codec whose result is closer.
 `decode(payload, codec, shape)` inverts it; a payload it cannot parse raises CodecError.
 """
 
@@ -21,6 +22,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 CODECS = ("jpeg", "webp")
+CHOICES = ("auto",) + CODECS   # auto: per image, the codec whose image at the budget is closer (MSE)
 QUALITIES = range(1, 101)
 
 
@@ -113,6 +115,25 @@ def encode(image: np.ndarray, codec: str, budget: int) -> Optional[Tuple[bytes, 
         return None
     payload = payload_at(image, codec, fits[-1])
     return payload, fits[-1]
+
+
+def encode_best(image: np.ndarray, choice: str, budget: int) -> Optional[Tuple[bytes, int, str]]:
+    """(payload, quality, codec) of `choice` at the budget (encode()); for "auto" the codec whose
+    decoded image has the smaller squared error (WebP's headers cost more than JPEG's scan at
+    the smallest budgets, where only JPEG fits). None where nothing fits."""
+    if choice not in CHOICES:
+        raise ValueError(f"unknown codec {choice!r} (expected one of {CHOICES})")
+    best, best_err = None, None
+    for name in (CODECS if choice == "auto" else (choice,)):
+        fit = encode(image, name, budget)
+        if fit is None:
+            continue
+        if choice != "auto":
+            return fit + (name,)
+        err = float(np.mean((decode(fit[0], name, image.shape).astype(np.float64) - image) ** 2))
+        if best_err is None or err < best_err:
+            best, best_err = fit + (name,), err
+    return best
 
 
 def decode(payload: bytes, codec: str, shape) -> np.ndarray:

@@ -38,6 +38,14 @@ def get(name: str) -> Mcs:
     return BY_NAME[name]
 
 
+def fixed(name: str, k: int) -> Mcs:
+    """The MCS called `name`, which must carry at least one codeword in k symbols (ValueError)."""
+    chosen = get(name)
+    if layout(chosen, k).codewords < 1:
+        raise ValueError(f"{name} carries no LDPC codeword in {k} symbols")
+    return chosen
+
+
 def layout(mcs: Mcs, k: int) -> Layout:
     from . import ldpc
     from .qam import bits_per_symbol

@@ -10,7 +10,7 @@ max-log gives
 
     LLR_b(y) = (min_{s: b=1} |y - s|^2 - min_{s: b=0} |y - s|^2) / v,
 
-which is exact for QPSK: LLR = 2 sqrt(2) Re(y) / v for its first bit.
+which is exact for QPSK: LLR = -2 sqrt(2) Re(y) / v for its first bit (a 0 is the negative level).
 """
 
 import math

@@ -366,8 +366,13 @@ class InferenceServer:
         k = info.get("k")
         if tx.csi is not None and (tx.csi.shape[0] != images.shape[0] or (k and tx.csi.shape[1] != k)):
             raise BadRequest("bad_shape", f"'csi' must be complex64 ({images.shape[0]}, {k or 'k'})")
-        self.check_items(images.shape[0])
-        return ("transmit", scheme.name, json.dumps(params, sort_keys=True), model), images.shape[0]
+        n = images.shape[0]
+        self.check_items(n)
+        if n * nfe > self.max_request_nfe:   # as for a receive: the total, not only per image
+            raise BadRequest("too_costly", f"{n} images at up to {nfe} network evaluations each at the transmitter "
+                                           f"cost up to {n * nfe}; this server's cap per request is "
+                                           f"{self.max_request_nfe} (--max-request-nfe): send fewer images per request")
+        return ("transmit", scheme.name, json.dumps(params, sort_keys=True), model), n
 
     def check_items(self, n):
         if n > self.max_request_items:  # one request runs alone, holding every other client up

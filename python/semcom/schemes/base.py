@@ -131,6 +131,9 @@ class TxContext:
                   csi=None if csi is None else torch.from_numpy(np.array(csi, np.complex64)),
                   csi_source=p.choice("csi_source", CSI_SOURCES, "none"), options=p.dict("options"),
                   seed=p.seed(), sinr_db=p.number("sinr_db", math.inf, finite=False))
+        if ctx.sinr_db == -math.inf or (math.isfinite(ctx.sinr_db) and ctx.sinr_db > ctx.snr_db):
+            raise ValueError("transmit: 'params.sinr_db' must be a dB value not above 'params.snr_db' (left out: "
+                             "no interference)")
         if (csi is None) != (ctx.csi_source == "none"):
             raise ValueError("transmit: 'csi' is sent exactly when 'params.csi_source' is not 'none'")
         return ctx

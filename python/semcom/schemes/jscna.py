@@ -20,7 +20,8 @@ spends more reverse steps on the patches the classifier's attention marks as imp
 
 noise_add=topup diffuses the latent at the transmitter so that the channel completes exactly
 t_target (the spec's reading R1, an ablation); noise_add=ddim inverts it deterministically to
-s_ddim with the prior (reading R2; the receiver treats that noise as Gaussian, extra tx_nfe). precoding=rx is the control: no inversion, the MMSE-equalised symbols with per-symbol noise and
+s_ddim with the prior (reading R2; the receiver treats that noise as Gaussian, extra tx_nfe).
+precoding=rx is the control: no inversion, the MMSE-equalised symbols with per-symbol noise and
 the median-variance start step (CDDM's rule, as dnsc). Patches are the 8x8 latent cells (= the
 classifier's 4x4-pixel patches = the DiT's tokens). Result.nfe counts network work in
 full-image passes (token evaluations / 64); extra has the full-image NFE (S_max), the patch-NFE
@@ -93,7 +94,7 @@ class JSCNAAD(Scheme):
 
     def max_tx_nfe(self, given=None, channel_type=None):
         opt = self.option_values(given, channel_type)
-        return min(opt["tx_steps"], opt["s_ddim"] + 1) if opt["noise_add"] == "ddim" else 0
+        return min(opt["tx_steps"], opt["s_ddim"]) if opt["noise_add"] == "ddim" else 0   # ddim_inversion's calls
 
     def check_side_info(self, side_info, options=None):
         if not _finite_positive((side_info or {}).get("rms")):
@@ -224,7 +225,7 @@ class JSCNAAD(Scheme):
         from ..diffusion import dnsc
         from ..diffusion.matched_start import by_step, chain_noise, matched_start
         from .deepjscc import lemma1_observation
-        extra = {"side_info_bits": SIDE_INFO_BITS}
+        extra = {}   # (the side information's size is the transmitter's count: Transmission.side_info_bits)
         if opt["precoding"] in ("tx", "block"):
             if obs.channel_type == "awgn":
                 h_eff = torch.ones_like(obs.h)
@@ -242,7 +243,7 @@ class JSCNAAD(Scheme):
             abar_s = self._sent_abar(schedule, opt, obs.snr_db, obs.channel_type)
             extra[f"{opt['noise_add']}_abar_s"] = abar_s
             if opt["noise_add"] == "ddim":
-                extra["tx_nfe"] = float(len(schedule.timesteps(opt["tx_steps"], opt["s_ddim"])))
+                extra["tx_nfe"] = float(min(opt["tx_steps"], opt["s_ddim"]))   # ddim_inversion's network calls
             own2 = (lin.scale_x * lin.a).abs().square()
             lin = replace(lin, a=lin.a * abar_s ** 0.5, c=(lin.c.square() + own2 * (1 - abar_s)).sqrt().to(lin.c.dtype))
         _, v = chain_noise(lin, "x")
@@ -318,6 +319,7 @@ class JSCNAAD(Scheme):
                 out[rows] = part
             return out
         return eps_tokens
+
 
 def pack_mask(mask) -> str:
     """A boolean vector as hex (numpy packbits, big-endian bits, zero-padded to whole bytes)."""

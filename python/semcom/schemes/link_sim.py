@@ -99,6 +99,11 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
                        sinr_est_db=sinr_est if phy else None)
 
 
+def csit_seed(tx_seed: int) -> int:
+    """The seed of a batch's CSIT estimation noise: apart from every batch's tx_seed (< 2^31)."""
+    return 2 ** 31 + int(tx_seed)
+
+
 def _pooled(extras) -> dict:
     """The batches' extra columns as one: a number present in every batch as the mean over
     the images (e.g. digital's success_rate), anything else as in the last batch."""
@@ -129,7 +134,7 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
     scheme whose transmitter has options, e.g. how many symbols to send). A scheme that needs CSI at the transmitter is
     handed the fading the channel will apply (genie CSIT): the channel is drawn first; or, with
     csit_delay > 0 or csit_error > 0, core/channel.csit's stale or noisy version of it (drawn
-    from its own generator, seeded by tx_seed: the channel is the same draw as the genie's). The
+    from its own generator, csit_seed(tx_seed): the channel is the same draw as the genie's). The
     draws (h, g, n, then the receiver's seed) come from `generator` in the same order either
     way, so the transmitter's needs change no other draw."""
     from . import get
@@ -142,7 +147,7 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
         draw = draw_channel((len(images), k), channel_type, coherence_len, generator)
         tx.csi, tx.csi_source = draw.h, "genie"
         if csit_delay or csit_error:
-            tx.csi = csit(draw.h, csit_delay, csit_error, coherence_len, torch.Generator().manual_seed(tx_seed + 1),
+            tx.csi = csit(draw.h, csit_delay, csit_error, coherence_len, torch.Generator().manual_seed(csit_seed(tx_seed)),
                           channel_type)
             tx.csi_source = "estimated"
     elif csit_delay or csit_error:
