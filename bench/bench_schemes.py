@@ -84,7 +84,7 @@ def run_point(backend, images, labels, series, channel, snr, sinr, args, k=512):
     return row, res.received if len(res.kept) == n else None
 
 
-def bench(args, backend, images, labels):
+def bench(args, backend, images, labels, partial=None):
     series = registry_series(args.schemes)
     points = [(c, s, i) for c in args.channels for s in args.snr for i in args.sinr if math.isinf(i) or i <= s]
     rows, grids = [], {}
@@ -96,6 +96,8 @@ def bench(args, backend, images, labels):
             bar.set_description(f"{line[0]} {channel} {snr:g} dB")
             row, received = run_point(backend, images, labels, line, channel, snr, sinr, args)
             rows.append(row)
+            if partial:   # what is done so far survives an interruption
+                partial(rows)
             if received is not None and snr in grid_snrs and math.isinf(sinr):
                 grids.setdefault((channel, snr), {})[line[0]] = received[:args.grid]
             bar.update()
@@ -217,7 +219,9 @@ def main(argv=None):
                       "network at the receiver)", "seed": args.seed,
               "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU"}
     t0 = time.time()
-    rows, grids = bench(args, LocalBackend("cpu"), images, labels)
+    partial = lambda rows: (out / "partial.json").write_text(json.dumps(dict(result, rows=rows), indent=1) + "\n")
+    rows, grids = bench(args, LocalBackend("cpu"), images, labels, partial)
+    (out / "partial.json").unlink(missing_ok=True)
     result.update(wall_s=round(time.time() - t0, 1), rows=rows)
     text = markdown(result)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -24,7 +24,8 @@ from gnuradio import fec, gr
 
 from .core.channel import link_powers
 from .digital import chain, frame, ldpc
-from .digital_transmitter import DIRECT_PORT, RATE_PORTS, CodewordCollector, frame_layout, strip_frame_keys
+from .digital_transmitter import (DIRECT_PORT, RATE_PORTS, CodewordCollector, frame_layout, publish_codewords,
+                                  strip_frame_keys)
 from .pdu_util import OperatingPoint, drops_on_error, image_pdu, meta_get, split_pdu
 
 
@@ -85,12 +86,7 @@ class digital_demapper(gr.basic_block):
             return
         llr = chain.symbol_llrs(torch.from_numpy(zhat), w, h, powers, chosen.order)
         soft = chain.gr_fec_soft(frame.descramble_llr(llr, layout))
-        meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(layout.codewords))
-        meta = pmt.dict_add(meta, pmt.intern("ldpc_rate"), pmt.intern(chosen.rate))
-        port = pmt.intern(RATE_PORTS[chosen.rate])
-        for index, row in enumerate(soft):
-            cw_meta = pmt.dict_add(meta, pmt.intern("codeword"), pmt.from_long(index))
-            self.message_port_pub(port, pmt.cons(cw_meta, pmt.init_f32vector(row.size, row)))
+        publish_codewords(self, meta, chosen.rate, soft, pmt.init_f32vector)
 
 
 class digital_deframer(gr.basic_block):

@@ -35,6 +35,18 @@ MCS_NAMES = tuple(m.name for m in mcs.MCS)
 FRAME_KEYS = ("frame_seq", "codeword", "codewords", "ldpc_rate")
 
 
+def publish_codewords(block, meta, rate, rows, to_vector):
+    """Post one PDU per codeword row on the port of its code rate, each with the frame's
+    metadata plus "codewords", "ldpc_rate" and its "codeword" index (FRAME_KEYS); `to_vector`
+    makes the PDU's vector of a row (pmt.init_u8vector for bits, pmt.init_f32vector for soft values)."""
+    meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(len(rows)))
+    meta = pmt.dict_add(meta, pmt.intern("ldpc_rate"), pmt.intern(rate))
+    port = pmt.intern(RATE_PORTS[rate])
+    for index, row in enumerate(rows):
+        cw_meta = pmt.dict_add(meta, pmt.intern("codeword"), pmt.from_long(index))
+        block.message_port_pub(port, pmt.cons(cw_meta, to_vector(row.size, row)))
+
+
 def check_mcs(name, k):
     """"adaptive" or a fixed MCS name that carries at least one codeword in k symbols."""
     return name if name == "adaptive" else mcs.fixed(name, k).name
@@ -155,12 +167,7 @@ class digital_framer(gr.basic_block):
             meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(0))
             self.message_port_pub(pmt.intern(DIRECT_PORT), pmt.cons(meta, pmt.make_u8vector(0, 0)))
             return
-        meta = pmt.dict_add(meta, pmt.intern("codewords"), pmt.from_long(len(info)))
-        meta = pmt.dict_add(meta, pmt.intern("ldpc_rate"), pmt.intern(chosen.rate))
-        port = pmt.intern(RATE_PORTS[chosen.rate])
-        for index, bits in enumerate(info):
-            cw_meta = pmt.dict_add(meta, pmt.intern("codeword"), pmt.from_long(index))
-            self.message_port_pub(port, pmt.cons(cw_meta, pmt.init_u8vector(bits.size, bits)))
+        publish_codewords(self, meta, chosen.rate, info, pmt.init_u8vector)
 
 
 class digital_mapper(gr.basic_block):

@@ -52,17 +52,23 @@ def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float
                        title: str, xlabel: str = "SNR (dB)", logx: bool = False, logy: bool = False):
     """One panel per {panel title: {line label: (x list, values)}} (x: SNR in dB unless
     `xlabel` says otherwise), side by side with a shared y axis; each line in x order, None
-    values left out."""
+    values left out. More than 10 lines: 20 colours and varied markers, one legend beside the
+    panels (the same label keeps its style in every panel)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(0.4 + 4.8 * len(panels), 3.6), squeeze=False, sharey=True)
+    labels = list(dict.fromkeys(label for curves in panels.values() for label in curves))
+    many = len(labels) > 10
+    style = {label: (dict(color=plt.get_cmap("tab20")(i % 20), marker="osD^v<>p*h"[i % 10]) if many
+                     else dict(marker="o")) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.4 + 4.8 * len(panels) + (2.2 if many else 0), 3.6),
+                             squeeze=False, sharey=True)
     for ax, (panel, curves) in zip(axes[0], panels.items()):
         for label, (x, y) in curves.items():
             pts = sorted((a, b) for a, b in zip(x, y) if b is not None)  # SNRs may come in any order
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
+                ax.plot(*zip(*pts), label=label, **style[label])
         ax.set_xlabel(xlabel)
         if logx:
             ax.set_xscale("log")
@@ -70,8 +76,13 @@ def save_metric_panels(panels: Dict[str, Dict[str, Tuple[List[float], List[float
             ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        if ax.get_legend_handles_labels()[0] and not many:
             ax.legend(fontsize=7)
+    if many:
+        handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+        axes[0][-1].legend([handles[label] for label in labels if label in handles],
+                           [label for label in labels if label in handles], fontsize=7,
+                           loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes[0][0].set_ylabel(ylabel)
     fig.suptitle(title, fontsize=9) if len(panels) > 1 else axes[0][0].set_title(title, fontsize=9)
     fig.tight_layout()
