@@ -1,5 +1,5 @@
-"""GNU Radio-free means GNU Radio-free: gnuradio.semcom.core, .diffusion, .inference, .nets (and
-.schemes once it exists) import and run with GNU Radio, pmt and the C++ extension made
+"""GNU Radio-free means GNU Radio-free: gnuradio.semcom.core, .diffusion, .inference, .nets,
+.schemes, .phy and .digital import and run with GNU Radio, pmt and the C++ extension made
 unimportable; `from gnuradio import semcom` loads none of them until a block is asked for,
 and then fails clearly where they are missing; with them, the blocks resolve lazily.
 
@@ -28,7 +28,7 @@ BLOCKER = textwrap.dedent(r'''
     import importlib.abc, importlib.machinery, os, sys
 
     GR_FREE = ("gnuradio.semcom.core", "gnuradio.semcom.diffusion", "gnuradio.semcom.inference",
-               "gnuradio.semcom.schemes", "gnuradio.semcom.phy", "gnuradio.semcom.nets")
+               "gnuradio.semcom.schemes", "gnuradio.semcom.phy", "gnuradio.semcom.nets", "gnuradio.semcom.digital")
 
     def blocked(name):
         if name == "pmt" or name.startswith("pmt."):
@@ -76,7 +76,7 @@ IMPORT_AND_RUN = f'''
     import torch
 
     names = []
-    for sub in ("core", "diffusion", "inference", "schemes", "phy", "nets"):
+    for sub in ("core", "diffusion", "inference", "schemes", "phy", "nets", "digital"):
         pkg = importlib.import_module("gnuradio.semcom." + sub)
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             names.append(importlib.import_module(info.name).__name__)

@@ -44,7 +44,8 @@ class Digital(Scheme):
     options = (
         Option("codec", "auto", "the image codec (digital/codec.py); auto: per image the closer of JPEG and WebP "
                "at the budget (1 bit of side information)", choices=("auto", "webp", "jpeg")),
-        Option("mcs", "adaptive", "adaptive: the best MCS for the transmitter's SNR (measured thresholds); "
+        Option("mcs", "adaptive", "adaptive: the best MCS for the transmitter's SINR (its SNR where no "
+               "interference is reported; measured thresholds); "
                "ideal: the codec at the capacity's byte budget, error-free (a bound); or one fixed MCS",
                choices=MCS_CHOICES),
         Option("k", 0, "complex symbols per image (0: the link model's k, 512 for CIFAR-10; else H W C / 6)",
