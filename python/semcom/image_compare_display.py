@@ -1,11 +1,11 @@
 """image_compare_display: the sent image beside several schemes' received images of the same id,
 each captioned with its running PSNR/SSIM and NFE (a Qt widget for GUI flowgraphs)."""
 
-import numpy as np
 import pmt
 from gnuradio import gr
 
 from .core.scoreboard import Scoreboard, parse_labels
+from .image_display import scaled_pixmap
 from .pdu_util import meta_get, split_image_pdu
 
 
@@ -16,7 +16,7 @@ def port_names(count: int) -> list:
 
 
 def _make_widget(title, names, scale, columns):
-    from PyQt5 import QtCore, QtGui, QtWidgets
+    from PyQt5 import QtCore, QtWidgets
 
     class ImageCompareWidget(QtWidgets.QWidget):
         # Message handlers run on GNU Radio threads; Qt must be touched on its own thread.
@@ -49,11 +49,7 @@ def _make_widget(title, names, scale, columns):
                     picture.clear()
                     picture.setText("no image")
                     continue
-                h, w, c = image.shape
-                rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if c == 1 else image)
-                qimage = QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
-                picture.setPixmap(QtGui.QPixmap.fromImage(qimage).scaled(
-                    w * scale, h * scale, QtCore.Qt.KeepAspectRatio, QtCore.Qt.FastTransformation))
+                picture.setPixmap(scaled_pixmap(image, scale))
 
     return ImageCompareWidget()
 

@@ -9,8 +9,19 @@ from gnuradio import gr
 from .pdu_util import drops_on_error, meta_get, split_image_pdu
 
 
+def scaled_pixmap(image, scale):
+    """A grey or RGB uint8 image (H, W, C) as a QPixmap `scale` times its size (nearest
+    neighbour: the pixels stay visible). Call it on the Qt thread."""
+    from PyQt5 import QtCore, QtGui
+    h, w, c = image.shape
+    rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if c == 1 else image)
+    qimage = QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
+    return QtGui.QPixmap.fromImage(qimage).scaled(w * scale, h * scale, QtCore.Qt.KeepAspectRatio,
+                                                 QtCore.Qt.FastTransformation)
+
+
 def _make_widget(title, scale):
-    from PyQt5 import QtCore, QtGui, QtWidgets
+    from PyQt5 import QtCore, QtWidgets
 
     class ImagePairWidget(QtWidgets.QWidget):
         # Message handlers run on GNU Radio threads; Qt must be touched on its own thread.
@@ -31,11 +42,7 @@ def _make_widget(title, scale):
             self.image_arrived.connect(self._show)
 
         def _show(self, which, image, caption):
-            h, w, c = image.shape
-            rgb = np.ascontiguousarray(np.repeat(image, 3, axis=2) if c == 1 else image)
-            qimage = QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
-            self.pictures[which].setPixmap(QtGui.QPixmap.fromImage(qimage).scaled(
-                w * scale, h * scale, QtCore.Qt.KeepAspectRatio, QtCore.Qt.FastTransformation))
+            self.pictures[which].setPixmap(scaled_pixmap(image, scale))
             self.captions[which].setText(caption)
 
     return ImagePairWidget()

@@ -77,8 +77,8 @@ def capacity_bits_per_symbol(snr_db: float, channel_type: str) -> float:
     if channel_type == "awgn":
         return math.log2(1 + snr)
     if channel_type == "rayleigh":
-        from scipy.special import exp1
-        return math.exp(1 / snr) * float(exp1(1 / snr)) / math.log(2)
+        from ..core.precoding import exp1
+        return math.exp(1 / snr) * exp1(1 / snr) / math.log(2)
     raise ValueError(f"unknown channel type {channel_type!r}")
 
 
