@@ -39,7 +39,7 @@ from gnuradio.semcom.core.data import to_tensor
 from gnuradio.semcom.core.datasets import load_dataset
 from gnuradio.semcom.core.models import jscc_model_name, vae_name
 from gnuradio.semcom.inference.local import LocalBackend
-from gnuradio.semcom.schemes.link_sim import equalized_batch
+from gnuradio.semcom.schemes.link_sim import equalized_batch, pool_extras
 
 # row -> (scheme, options); "equal" marks (c), whose s_max is (a)'s mean step count
 ROWS = {
@@ -75,10 +75,9 @@ def run_row(backend, scheme, obs, options, batch):
         nfe += res.nfe * part.n
         extra.append((part.n, res.extra))
     ms = (time.perf_counter() - t0) / obs.n * 1000
-    mean = lambda key: (sum(n * e[key] for n, e in extra if key in e) / obs.n) if all(key in e for _, e in extra) else None
-    return np.concatenate(images), {"nfe": nfe / obs.n, "ms_per_image": ms, "full_image_nfe": mean("full_image_nfe"),
-                                    "patch_nfe": mean("patch_nfe"), "start_step": mean("start_step"),
-                                    "tx_nfe": mean("tx_nfe")}
+    pooled = pool_extras(extra)   # the image-weighted means over the batches
+    return np.concatenate(images), {"nfe": nfe / obs.n, "ms_per_image": ms, **{
+        key: pooled.get(key) for key in ("full_image_nfe", "patch_nfe", "start_step", "tx_nfe")}}
 
 
 def bench(args, backend, images):

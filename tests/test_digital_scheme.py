@@ -158,8 +158,8 @@ def test_extras_pool_over_batches_and_bad_side_information_loses_one_image(image
     assert split.extra["success_rate"] == pytest.approx(1 - sum(per) / 6)
     assert one.extra["success_rate"] == pytest.approx(1 - sum(np.array_equal(r, dataset_mean((32, 32, 3)))
                                                                for r in one.received) / 6)
-    from gnuradio.semcom.schemes.link_sim import _pooled
-    pooled = _pooled([(4, {"success_rate": 1.0, "mcs": "a", "flag": True}), (2, {"success_rate": 0.0, "mcs": "b",
+    from gnuradio.semcom.schemes.link_sim import pool_extras
+    pooled = pool_extras([(4, {"success_rate": 1.0, "mcs": "a", "flag": True}), (2, {"success_rate": 0.0, "mcs": "b",
                                                                                  "flag": False})])
     assert pooled == {"success_rate": pytest.approx(4 / 6), "mcs": "b", "flag": False}   # numbers pooled, others last
     _, obs = equalized_batch(backend, images, images, "awgn", 25.0, math.inf, USER, "", 1,

@@ -94,7 +94,7 @@ def simulate(backend, images: np.ndarray, channel_type: str, snr_db: float, sinr
     return BatchResult(received=np.concatenate(out) if out else np.zeros(shape, np.uint8),
                        kept=np.concatenate(kept) if kept else np.zeros(0, int), latent_mse_db=lat,
                        seconds=time.perf_counter() - t0, nfe=sum(nfe) / max(1, sum(len(i) for i in kept)), errors=errors,
-                       extra=_pooled(extras),
+                       extra=pool_extras(extras),
                        symbols_per_image=k, snr_est_db=snr_est if phy else None,
                        sinr_est_db=sinr_est if phy else None)
 
@@ -104,7 +104,7 @@ def csit_seed(tx_seed: int) -> int:
     return 2 ** 31 + int(tx_seed)
 
 
-def _pooled(extras) -> dict:
+def pool_extras(extras) -> dict:
     """The batches' extra columns as one: a number present in every batch as the mean over
     the images (e.g. digital's success_rate), anything else as in the last batch."""
     if not extras:
