@@ -50,7 +50,7 @@ from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
 from gnuradio.semcom.core.data import DataError, load_checked_sets, to_tensor
 from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.metrics import psnr
-from gnuradio.semcom.core.resume import Run, check_resume
+from gnuradio.semcom.core.resume import Run, check_resume, ema_update
 from gnuradio.semcom.diffusion.cdiff import CDiffSchedule
 from gnuradio.semcom.nets import cdiff as nets
 
@@ -194,13 +194,7 @@ def main(argv=None):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             opt.step()
             sched.step()
-            with torch.no_grad():
-                # EMA with warm-up: the decay grows to --ema, so the first steps' random weights wash out
-                decay = min(args.ema, (1 + run.step) / (10 + run.step))
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - decay)
-                for be, bm in zip(ema.buffers(), model.buffers()):
-                    be.copy_(bm)
+            ema_update(ema, model, run.step, args.ema)
             run.step += 1
             sums += stats["mse"]
             kl_sum += stats["kl"] or 0.0

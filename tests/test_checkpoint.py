@@ -53,7 +53,9 @@ FIXED_SNR = ["jscc_user_awgn_k512_snr10", "jscc_user_awgn_k512_snr20"]
 CLASSIFIERS = ["classifier_cifar10"]
 # CDiff (issue 15): the conditional diffusion decoder's system and the paper's two baselines.
 CDIFF = ["cdiff_ae_awgn_k512", "cdiff_awgn_k512", "cdiff_vae_awgn_k512"]
-SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS + CDIFF)
+# JSCNA-AD in pixel space (issue 16): the pixel prior and DeepJSCC at its CBR 1/2 (k = 1536).
+PIXEL = ["jscc_user_awgn_k1536", "jscc_user_rayleigh_k1536", "pixel_prior_cifar10"]
+SHIPPED = sorted(CONVERTED + RETRAINED + GAUSSIANS + DNSC + FIXED_SNR + CLASSIFIERS + CDIFF + PIXEL)
 
 
 def tiny_jscc():
@@ -380,6 +382,7 @@ def test_shipped_models_listed_by_kind():
     assert sorted(models.shipped("classifier")) == CLASSIFIERS
     assert sorted(models.shipped("cdiff")) == ["cdiff_awgn_k512"]
     assert sorted(models.shipped("cdiff-autoencoder")) == ["cdiff_ae_awgn_k512", "cdiff_vae_awgn_k512"]
+    assert sorted(models.shipped("pixel-prior")) == ["pixel_prior_cifar10"]
     assert models.shipped("unet") == {}
     assert ck.shipped_checkpoints() == models.shipped("jscc")
     for name, path in every.items():
@@ -389,7 +392,8 @@ def test_shipped_models_listed_by_kind():
                                "kl-vae" if name.startswith("vae_") else
                                "classifier" if name.startswith("classifier_") else
                                "cdiff" if name == "cdiff_awgn_k512" else
-                               "cdiff-autoencoder" if name.startswith("cdiff_") else "gaussian-fit")
+                               "cdiff-autoencoder" if name.startswith("cdiff_") else
+                               "pixel-prior" if name.startswith("pixel_prior_") else "gaussian-fit")
         assert path.with_suffix(".safetensors").is_file()
 
 
@@ -414,6 +418,7 @@ def test_model_names_are_composed_in_one_place():
     named |= {vae, models.vae_prior_name(vae), models.vae_gaussian_name(vae), models.classifier_name("cifar10")}
     named |= {models.jscc_fixed_snr_name("awgn", 512, snr) for snr in (10, 20)}
     named |= {models.cdiff_name(system, "awgn", 512) for system in models.CDIFF_SYSTEMS}
+    named |= {models.pixel_prior_name("cifar10")} | {models.jscc_model_name("user", c, 1536) for c in ("awgn", "rayleigh")}
     assert models.jscc_fixed_snr_name("awgn", 512, 20.0) == "jscc_user_awgn_k512_snr20"
     assert models.vae_prior_name("/x/vae_a_k8") == "/x/prior_vae_a_k8"   # beside a VAE given by path
     assert named == shipped

@@ -190,6 +190,34 @@ def test_adaptive_sampler_asks_only_for_active_tokens_and_freezes_the_rest():
     assert asked.tolist() == (steps - 1).tolist() and evaluations.tolist() == (steps - 1).sum(1).tolist()
 
 
+def test_per_image_grids_are_each_images_own_run_in_one_batch():
+    """Images starting at different steps (jscna-ad-pixel: each image's rms sets its noise)
+    share one call per iteration; each gets what its own grid alone gives, a shorter grid's
+    image stops at its length, and the network is asked with the iteration's (N,) steps."""
+    from gnuradio.semcom.diffusion.schedule import VPSchedule
+    schedule = VPSchedule.linear()
+    grids = [schedule.timesteps(6, 120), schedule.timesteps(6, 40), schedule.timesteps(6, 4)]
+    assert [len(g) for g in grids] == [6, 6, 5]
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 5, 3, generator=g, dtype=torch.float64)
+    steps = torch.tensor([[1, 2, 6, 3, 6], [6, 6, 6, 6, 1], [6, 2, 3, 6, 6]])
+    net = lambda z, t: torch.tanh(z) * 0.5 + 0.01 * torch.as_tensor(t, dtype=z.dtype).reshape(-1, 1, 1)
+    seen = []
+
+    def batched(z, t, active):
+        seen.append(t.clone())
+        return net(z, t)
+    together, evaluations = jscna.adaptive_ddim(batched, x, schedule, grids, steps)
+    for i, grid in enumerate(grids):
+        alone, count = jscna.adaptive_ddim(lambda z, t, active: net(z, t), x[i:i + 1], schedule, grid, steps[i:i + 1])
+        torch.testing.assert_close(together[i:i + 1], alone)
+        assert evaluations[i] == count[0] == steps[i].clamp(max=len(grid)).sum()
+    assert torch.equal(seen[1], torch.tensor([grids[0][1], grids[1][1], grids[2][1]]))
+    assert torch.equal(seen[5], torch.tensor([grids[0][5], grids[1][5], grids[2][4]]))   # the short grid repeats its last
+    with pytest.raises(ValueError, match="2 grids for 3 images"):
+        jscna.adaptive_ddim(batched, x, schedule, grids[:2], steps)
+
+
 def test_ddim_inversion_walks_the_receivers_grid_upwards_and_each_step_is_undone_by_ddim():
     """R2: the inversion asks for eps at 0, 7, 14, 21 and lands on 28 (schedule.timesteps(4, 28)
     reversed, 0 first); given the same eps, DDIM's step back down returns each point exactly;

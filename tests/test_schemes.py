@@ -14,6 +14,7 @@ import yaml
 
 from gnuradio.semcom import schemes
 from gnuradio.semcom.core.datasets import load_dataset
+from gnuradio.semcom.core.models import jscc_model_name
 from gnuradio.semcom.inference.local import LocalBackend
 from gnuradio.semcom.schemes.link_sim import equalized_batch, simulate
 
@@ -146,7 +147,11 @@ def test_every_scheme_runs_on_the_batch_engine_and_reports_its_cbr(backend, samp
         scheme = schemes.get(name)
         opts = {"steps": 1} if "steps" in scheme.defaults else {}
         model = scheme.default_model("awgn", None, sample.shape[1:]) or USER
-        res = simulate(backend, sample[:2], "awgn", 15.0, 5.0, model, INTERFERER, name, seed=1, receiver_options=opts)
+        k = scheme.symbols_per_image(backend, schemes.TxContext(15.0, "awgn", model), sample.shape[1:]) \
+            if scheme.needs_csit else 512
+        # an interferer of the scheme's own k (jscna-ad-pixel's 1536: a DeepJSCC of that CBR sending other images)
+        interferer = INTERFERER if k == 512 else jscc_model_name("user", "awgn", k)
+        res = simulate(backend, sample[:2], "awgn", 15.0, 5.0, model, interferer, name, seed=1, receiver_options=opts)
         assert len(res.received) == 2 and not res.errors, name
         assert res.received.shape == sample[:2].shape and res.received.dtype == np.uint8
         if scheme.family == "deepjscc":  # the JSCC model's k and latents

@@ -1,4 +1,4 @@
-"""The newer training apps (apps/train_classifier.py, apps/train_cdiff.py) resume to the very
+"""The newer training apps (apps/train_classifier.py, apps/train_cdiff.py, apps/train_pixel_prior.py) resume to the very
 weights of an uninterrupted run, refuse to start over an unfinished run, and save checkpoints
 that load (tiny runs: a few steps on a few images)."""
 
@@ -27,12 +27,14 @@ TINY = ["--epochs", "2", "--max-images", "64", "--max-steps-per-epoch", "2", "--
 CASES = [("train_classifier", ["--depth", "1", "--monitor-data", "cifar10_test[0:16]", "--eval-data", "cifar10_test[0:16]"]),
          ("train_cdiff", ["--system", "cdiff", "--dim", "6", "--ks", "64", "--steps", "10", "--beta-start", "0.02",
                           "--beta-end", "0.2", "--monitor-data", "cifar10_test[0:4]"]),
-         ("train_cdiff", ["--system", "vae", "--ks", "64", "--monitor-data", "cifar10_test[0:4]"])]
+         ("train_cdiff", ["--system", "vae", "--ks", "64", "--monitor-data", "cifar10_test[0:4]"]),
+         ("train_pixel_prior", ["--dim", "6", "--monitor-data", "cifar10_test[0:8]", "--eval-data", "cifar10_test[0:8]",
+                                "--eval-draws", "1"])]
 
 
 @pytest.mark.slow   # three tiny training runs per case (~20 s)
 @needs_cifar10
-@pytest.mark.parametrize("name,extra", CASES, ids=["classifier", "cdiff", "cdiff-vae"])
+@pytest.mark.parametrize("name,extra", CASES, ids=["classifier", "cdiff", "cdiff-vae", "pixel-prior"])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, name, extra):
     main = app(name).main
     assert main(TINY + extra + ["--out", str(tmp_path / "whole")]) == 0

@@ -86,7 +86,8 @@ _KINDS: Dict[str, ModelKind] = {}
 # calls register_kind in its own module and adds one line here.
 _LAZY_KINDS = {"dit-prior": "..diffusion.dit", "gaussian-fit": "..diffusion.gaussian",
                "kl-vae": "..nets.kl_vae", "classifier": "..nets.classifier",
-               "cdiff": "..nets.cdiff", "cdiff-autoencoder": "..nets.cdiff"}
+               "cdiff": "..nets.cdiff", "cdiff-autoencoder": "..nets.cdiff",
+               "pixel-prior": "..diffusion.pixel_prior"}
 
 
 def _default_config_to_dict(cfg) -> dict:

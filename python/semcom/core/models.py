@@ -24,7 +24,8 @@ from .checkpoint import CHECKPOINT_DIR, CheckpointError, checkpoint_paths
 # The name prefix of each kind's shipped checkpoints (a sidecar's own "kind" field is the
 # authority; the prefix only spares reading every sidecar to list one kind).
 KIND_PREFIX = {"jscc": "jscc_", "dit-prior": "prior_", "gaussian-fit": "gauss_", "kl-vae": "vae_",
-               "classifier": "classifier_", "cdiff": "cdiff_", "cdiff-autoencoder": "cdiff_"}
+               "classifier": "classifier_", "cdiff": "cdiff_", "cdiff-autoencoder": "cdiff_",
+               "pixel-prior": "pixel_prior_"}
 CDIFF_SYSTEMS = {"cdiff": "cdiff", "ae": "cdiff-autoencoder", "vae": "cdiff-autoencoder"}   # system -> kind
 # OUT.resume.{safetensors,json}: an unfinished training run writing OUT (core/resume.py), never a model
 RESUME_SUFFIX = ".resume"
@@ -98,6 +99,13 @@ def vae_gaussian_name(vae: str) -> str:
     return str(Path(vae).with_name(f"gauss_{Path(vae).name}"))
 
 
+def pixel_prior_name(dataset: str = "cifar10") -> str:
+    """The pixel-space diffusion prior of `dataset` (diffusion/pixel_prior.py): jscna-ad-pixel's."""
+    if dataset not in VAE_DATASETS:
+        raise ValueError(f"dataset must be one of {VAE_DATASETS}, got {dataset!r}")
+    return f"pixel_prior_{dataset}"
+
+
 def vae_name(dataset: str, k: int) -> str:
     """The name of the KL-VAE (nets/kl_vae.py) trained on `dataset` whose latent is k complex
     symbols: the autoencoder the `dnsc` and JSCNA-AD schemes send the latent of."""
@@ -134,11 +142,12 @@ def _sidecar_kind(sidecar: Path) -> Optional[str]:
         return None
 
 
-AUTOENCODER_KINDS = ("jscc", "kl-vae", "cdiff", "cdiff-autoencoder")
+# (a pixel prior is the source model of the pixel-space schemes: its code is the pixels themselves)
+AUTOENCODER_KINDS = ("jscc", "kl-vae", "cdiff", "cdiff-autoencoder", "pixel-prior")
 
 
 def autoencoder_kind(name: str) -> str:
-    """The kind of the autoencoder checkpoint `name` ("jscc" or "kl-vae", from its sidecar);
+    """The kind of the autoencoder checkpoint `name` ("jscc", "kl-vae", ..., from its sidecar);
     CheckpointError for a missing file or another kind."""
     sidecar = checkpoint_paths(checkpoint_for(name))[1]
     kind = _sidecar_kind(sidecar)

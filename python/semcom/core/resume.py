@@ -174,3 +174,15 @@ class Run:
         print(f"saved {weights} ({Path(weights).stat().st_size / 1e6:.2f} MB) and {sidecar}; "
               f"training {self.wall:.0f} s", file=sys.stderr)
         return weights, sidecar
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float):
+    """One step of the shipped weights' EMA, with warm-up: the decay min(decay, (1 + step) /
+    (10 + step)) grows to `decay`, so that the first steps' random weights wash out; buffers
+    are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm, 1 - d)
+        for be, bm in zip(ema.buffers(), model.buffers()):
+            be.copy_(bm)

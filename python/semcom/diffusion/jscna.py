@@ -14,7 +14,8 @@
   its last estimates: under DDIM that is exactly the path it would follow if its eps stopped
   changing. The network is asked only for the active tokens' eps (`eps_tokens` gets the mask),
   so the cost is the sum of the S_j ("patch-NFE"), not S_max full passes. With every S_j equal
-  to len(timesteps) it is plain DDIM on that grid.
+  to len(timesteps) it is plain DDIM on that grid. Each image may have its own grid (its own
+  start step): one call then serves a batch whose images start at different steps.
 - `ddim_inversion(eps, x0, schedule, s, steps)`: the transmitter's deterministic noise adding
   (the spec's reading R2): DDIM (eta = 0) run upwards, x_0 -> x_s, on the grid the receiver's
   DDIM would take downwards (schedule.timesteps(steps, s) reversed); `steps` network calls.
@@ -52,31 +53,52 @@ def adaptive_ddim(eps_tokens, x: torch.Tensor, schedule, timesteps: list, steps:
     from x (N, P, d), the token view of the state at timesteps[0]. `steps` (N, P): S_j, clipped
     to [1, len(timesteps)]. eps_tokens(x, t, active) -> (N, P, d) eps, read only where `active`
     (N, P) bool; `first_eps`: eps at timesteps[0] for every token, already computed (it is then
-    not asked for again, and not counted)."""
+    not asked for again, and not counted). `timesteps`: one grid (distinct, descending) for
+    every image, eps_tokens then gets each iteration's step as an int; or one grid per image (a
+    list of N such lists, e.g. each image from its own start step), eps_tokens then gets the
+    iteration's (N,) steps, and an image's S_j are clipped to its own grid's length."""
     if x.ndim != 3 or steps.shape != x.shape[:2]:
         raise ValueError(f"need x (N, P, d) and steps (N, P), got {tuple(x.shape)} and {tuple(steps.shape)}")
-    if not timesteps or list(timesteps) != sorted(set(timesteps), reverse=True):
-        raise ValueError(f"timesteps must be distinct and descending, got {timesteps}")
-    s = steps.clamp(1, len(timesteps)).to(x.device)
+    per_image = bool(timesteps) and isinstance(timesteps[0], (list, tuple))
+    grids = [list(g) for g in timesteps] if per_image else [list(timesteps)]
+    if per_image and len(grids) != x.shape[0]:
+        raise ValueError(f"{len(grids)} grids for {x.shape[0]} images")
+    for g in grids:
+        if not g or g != sorted(set(g), reverse=True):
+            raise ValueError(f"timesteps must be distinct and descending, got {g}")
+    length = max(len(g) for g in grids)
+    if per_image:   # a shorter grid repeats its last step: its image is done by then
+        grid = torch.tensor([g + [g[-1]] * (length - len(g)) for g in grids], device=x.device)
+        own = torch.tensor([len(g) for g in grids], device=x.device)[:, None]
+        s = torch.minimum(steps.to(x.device).clamp_min(1), own)
+    else:
+        s = steps.clamp(1, length).to(x.device)
     x0 = torch.zeros_like(x)
     eps = torch.zeros_like(x)
     evaluations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     abar = schedule.alphas_cumprod
-    for i, t in enumerate(timesteps):
+
+    def level(i):   # (the step(s) of iteration i, abar there: a number or (N, 1, 1))
+        if per_image:
+            t = grid[:, i]
+            return t, abar.to(x.device)[t].to(x.dtype)[:, None, None]
+        return grids[0][i], abar[grids[0][i]].item()
+
+    for i in range(length):
         active = s > i
         if not bool(active.any()):
             break
+        t, a = level(i)
         if i == 0 and first_eps is not None:
             e = first_eps
         else:
             e = eps_tokens(x, t, active)
             evaluations += active.sum(1)
-        a = abar[t].item()
         mask = active[..., None]
         eps = torch.where(mask, e, eps)
         x0 = torch.where(mask, (x - (1 - a) ** 0.5 * e) / a ** 0.5, x0)
-        if i + 1 < len(timesteps):
-            a_next = abar[timesteps[i + 1]].item()
+        if i + 1 < length:
+            a_next = level(i + 1)[1]
             x = a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps
     return x0, evaluations
 

@@ -9,8 +9,9 @@ median v over the image's symbols (a Rayleigh channel makes v differ per symbol;
 not). Each image has its own t*, so its start step does not depend on the batch it came in:
 `by_step` groups a batch's images by start step for the samplers. Symbols
 with v < v* get extra Gaussian noise up to v*; symbols with v > v* (deep fades) are scaled by
-sqrt((1 + v*) / (1 + v)) so that their variance matches x_0 + N(0, v*) instead of swamping the
-network with a huge value. The start point is x_t* = sqrt(abar_t*) x~'.
+sqrt((m + v*) / (m + v)), m the data's mean square (1 for unit-variance latents: `power`), so
+that their variance matches x_0 + N(0, v*) instead of swamping the network with a huge value.
+The start point is x_t* = sqrt(abar_t*) x~'.
 """
 
 import torch
@@ -46,17 +47,21 @@ def by_step(steps: list):
 
 
 def matched_start(obs: LinearObservation, xhat: torch.Tensor, schedule: VPSchedule, t: int,
-                  chain: str = "x", generator: torch.Generator = None) -> torch.Tensor:
-    """The start point of `chain` at step t from the observation (see the module docstring)."""
+                  chain: str = "x", generator: torch.Generator = None, power=1.0) -> torch.Tensor:
+    """The start point of `chain` at step t from the observation (see the module docstring).
+    `power`: the data's mean square per real dimension, a number or one per image (N,): 1 for
+    unit-variance latents; a deep-faded symbol is shrunk by sqrt((power + v*) / (power + v))."""
     abar = schedule.alphas_cumprod[t].item()
     v_star = (1.0 - abar) / abar
     own, v = chain_noise(obs, chain)
+    m = torch.as_tensor(power, dtype=v.dtype, device=v.device)
+    m = m[:, None] if m.ndim else m
     zt = real_to_complex(xhat) / torch.where(own.abs() > 0, own, torch.ones_like(own))
     noise = torch.randn(xhat.shape, generator=generator, dtype=xhat.dtype).to(xhat.device)
     fill = complex_to_real(zt) + torch.cat([(v_star - v).clamp_min(0).sqrt()] * 2, -1) * noise
-    shrink = torch.cat([((1 + v_star) / (1 + v)).sqrt()] * 2, -1)
+    shrink = torch.cat([((m + v_star) / (m + v)).sqrt()] * 2, -1)
     # No observation of this chain at all (coefficient 0): a draw from x_0 + N(0, v*) instead.
-    blind = (1 + v_star) ** 0.5 * noise
+    blind = torch.cat([(m + v_star).sqrt().expand_as(v)] * 2, -1) * noise
     v2 = torch.cat([v, v], -1)
     x = torch.where(v2 <= v_star, fill, torch.where(torch.isinf(v2), blind, shrink * complex_to_real(zt)))
     return abar ** 0.5 * x

@@ -70,16 +70,16 @@ def gaussian_eps_fn(fit, schedule) -> Callable:
 
 @torch.no_grad()
 def held_out_eps_losses(models: Dict[str, Callable], x0: torch.Tensor, schedule, draws: int = 4,
-                        seed: int = 0, chunk: int = 250) -> Dict[str, np.ndarray]:
+                        seed: int = 0, chunk: int = 250, t_max: int = None) -> Dict[str, np.ndarray]:
     """{name: per-image eps-loss (N,) float64} of each eps(x_t, t) in `models` on the latents
     x0 (N, D), every model on the same draws: `draws` passes, each drawing per latent a step t
     and noise eps from one generator seeded `seed` (so the draws depend on seed and x0's
-    shape only)."""
+    shape only); t ~ U{0..t_max-1} (default: every step of the schedule)."""
     g = torch.Generator().manual_seed(int(seed))
     n = x0.shape[0]
     sums = {name: torch.zeros(n, dtype=torch.float64) for name in models}
     for _ in range(int(draws)):
-        t = torch.randint(0, schedule.num_steps, (n,), generator=g)
+        t = torch.randint(0, t_max or schedule.num_steps, (n,), generator=g)
         eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
         x_t = schedule.q_sample(x0, t, eps)
         for s in range(0, n, chunk):
@@ -104,18 +104,18 @@ def summarize(losses: Dict[str, np.ndarray], reference: str) -> dict:
 
 
 def evaluate_prior(prior_eps: Callable, gaussian_eps: Callable, x0: torch.Tensor, schedule, *,
-                   draws: int, seed: int, others: Optional[Dict[str, Callable]] = None) -> dict:
+                   draws: int, seed: int, others: Optional[Dict[str, Callable]] = None, t_max: int = None) -> dict:
     """The record a prior's provenance keeps: its held-out loss, its Gaussian's on the same
     draws, their difference (prior - Gaussian) with its SE, and any `others` on the same draws."""
     models = {"prior": prior_eps, "gaussian": gaussian_eps}
     models.update(others or {})
-    s = summarize(held_out_eps_losses(models, x0, schedule, draws, seed), "gaussian")
+    s = summarize(held_out_eps_losses(models, x0, schedule, draws, seed, t_max=t_max), "gaussian")
     p, gs = s["models"]["prior"], s["models"]["gaussian"]
     return {"loss_prior": p["loss"], "loss_prior_se": p["loss_se"],
             "loss_gaussian": gs["loss"], "loss_gaussian_se": gs["loss_se"],
             "difference": p["minus_reference"], "difference_se": p["minus_reference_se"],
             "others": {k: v for k, v in s["models"].items() if k not in ("prior", "gaussian")},
             "images": s["images"], "draws": int(draws), "seed": int(seed),
-            "method": "per image: squared eps error averaged over dimensions and draws (t ~ U{0..T-1}, "
+            "method": f"per image: squared eps error averaged over dimensions and draws (t ~ U{{0..{(t_max or schedule.num_steps) - 1}}}, "
                       "eps ~ N(0, I), the same for every model); mean over images; SE = std/sqrt(images) "
                       "of the per-image values (differences paired per image)"}

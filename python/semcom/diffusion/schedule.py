@@ -70,5 +70,5 @@ class VPSchedule:
 
     @staticmethod
     def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        v = v.to(like.dtype)
+        v = v.to(like.device, like.dtype)
         return v.reshape(v.shape + (1,) * (like.ndim - v.ndim)) if v.ndim else v

@@ -47,6 +47,7 @@ class JSCNAAD(Scheme):
     name = "jscna-ad"
     family = "vae"
     needs_csit = True   # precoding=tx inverts the channel the symbols will see
+    no_rms = NO_RMS
     description = ("JSCNA-AD in the KL-VAE latent: truncated channel inversion at the transmitter, matched "
                    "start step, attention-driven per-patch reverse steps on the latent prior, VAE decoder")
     options = (
@@ -98,9 +99,9 @@ class JSCNAAD(Scheme):
 
     def check_side_info(self, side_info, options=None):
         if not _finite_positive((side_info or {}).get("rms")):
-            raise ValueError(NO_RMS)
+            raise ValueError(self.no_rms)
         if "erased" in side_info and not _is_mask(side_info["erased"]):
-            raise ValueError("jscna-ad side information 'erased' must be the transmitter's erasure bitmap as a hex "
+            raise ValueError(f"{self.name} side information 'erased' must be the transmitter's erasure bitmap as a hex "
                              "string (numpy packbits, big-endian bit order)")
 
     # ---------------------------------------------------------------- transmitter
@@ -108,10 +109,7 @@ class JSCNAAD(Scheme):
         from ..core.precoding import truncated_inversion
         opt = self.option_values(tx.options, tx.channel_type)
         vae = tx.model or self.default_model(tx.channel_type, None, images.shape[1:])
-        if models.info(vae).get("role") != "autoencoder":
-            raise ValueError(f"jscna-ad sends a KL-VAE's latent (e.g. {self.default_model(tx.channel_type, None)}); "
-                             f"{vae} is a JSCC model")
-        nu, side = send_latent(models, vae, images, tx.snr_db, 1.0)
+        nu, side = self._source(models, vae, images, tx)
         if opt["precoding"] == "tx":   # ("block": the jscna_precoder block inverts downstream)
             if tx.csi is None and tx.channel_type != "awgn":
                 raise ValueError("jscna-ad precoding=tx inverts the channel at the transmitter and needs its CSI "
@@ -133,6 +131,13 @@ class JSCNAAD(Scheme):
                     d["erased"] = pack_mask(erased)
                 bits += 0 if tx.csi_source == "genie" else nu.shape[1]
         return Transmission(math.sqrt(tx.power) * nu, side, bits)
+
+    def _source(self, models, vae, images, tx):
+        """(unit-power symbols (N, k), side information with each image's rms): the VAE latent."""
+        if models.info(vae).get("role") != "autoencoder":
+            raise ValueError(f"jscna-ad sends a KL-VAE's latent (e.g. {self.default_model(tx.channel_type, None)}); "
+                             f"{vae} is a JSCC model")
+        return send_latent(models, vae, images, tx.snr_db, 1.0)
 
     def _topup_abar(self, schedule, opt, snr_db, channel_type) -> float:
         """abar_s of noise_add=topup, known at both ends from the SNR and the options: the channel's
@@ -181,12 +186,9 @@ class JSCNAAD(Scheme):
         from ..diffusion import dnsc, jscna
         from ..diffusion.matched_start import by_step
         from .deepjscc import network_eps
-        opt = self.option_values(obs.options, obs.channel_type)
-        opt["s_min"] = opt["s_min"] or math.ceil(opt["s_max"] / 4)
-        if opt["s_min"] > opt["s_max"]:
-            raise ValueError(f"scheme 'jscna-ad': s_min = {opt['s_min']} exceeds s_max = {opt['s_max']}")
+        opt = self.receiver_options(obs)
         vae = obs.model or self.default_model(obs.channel_type, obs.k)
-        rms = side_info_rms(obs, NO_RMS)
+        rms = side_info_rms(obs, self.no_rms)
         prior = models.prior(vae_prior_name(vae))
         schedule = models.prior_schedule(vae_prior_name(vae))
         gen = torch.Generator().manual_seed(obs.seed)
@@ -201,7 +203,8 @@ class JSCNAAD(Scheme):
         for t, idx in by_step(starts):
             timesteps = schedule.timesteps(opt["s_max"], t)
             first = eps(x[idx], t)                    # every token at t*: the importance's estimate
-            steps = self._steps(models, vae, opt, schedule, x[idx], first, t, rms[idx], len(timesteps), gen)
+            steps = self._steps(models, vae, opt, schedule, x[idx], first, t, rms[idx], len(timesteps), gen,
+                                tokens_per_image)
             x0, count = jscna.adaptive_ddim(self._eps_tokens(prior), prior.to_tokens(x[idx]), schedule, timesteps,
                                             steps, first_eps=prior.to_tokens(first))
             out[idx] = prior.from_tokens(x0)
@@ -214,12 +217,22 @@ class JSCNAAD(Scheme):
                              extra)
 
     # -- parts
-    def start_state(self, obs, opt, schedule, gen):
+    def receiver_options(self, obs) -> dict:
+        """The options with s_min resolved (0: ceil(s_max / 4)); ValueError if s_min > s_max."""
+        opt = self.option_values(obs.options, obs.channel_type)
+        opt["s_min"] = opt["s_min"] or math.ceil(opt["s_max"] / 4)
+        if opt["s_min"] > opt["s_max"]:
+            raise ValueError(f"scheme '{self.name}': s_min = {opt['s_min']} exceeds s_max = {opt['s_max']}")
+        return opt
+
+    def start_state(self, obs, opt, schedule, gen, t_limit=None):
         """(x_t* (N, 2k) in the prior's domain, each image's start step, extra columns): the
         matched forward state of what arrived (diffusion/matched_start.py). precoding=tx: c on
         every kept symbol, nothing on an erased one (the receiver knows which from h and g_th,
         as the transmitter did), so every kept symbol has the noise 1 / snr_eff; rx: the
-        equalised symbols' per-symbol noise and the median-variance step."""
+        equalised symbols' per-symbol noise and the median-variance step. `t_limit`: a prior
+        trained on t < t_limit only; an image noisier than that starts at t_limit - 1, its
+        observation shrunk as a deep-faded symbol's (extra: clamped_fraction)."""
         from dataclasses import replace
         from ..core.precoding import inversion_gain
         from ..diffusion import dnsc
@@ -246,6 +259,7 @@ class JSCNAAD(Scheme):
                 extra["tx_nfe"] = float(min(opt["tx_steps"], opt["s_ddim"]))   # ddim_inversion's network calls
             own2 = (lin.scale_x * lin.a).abs().square()
             lin = replace(lin, a=lin.a * abar_s ** 0.5, c=(lin.c.square() + own2 * (1 - abar_s)).sqrt().to(lin.c.dtype))
+        lin = self._prior_domain(lin, obs)
         _, v = chain_noise(lin, "x")
         if opt["start"] == "fixed150":
             starts = [PAPER_FIXED_START] * obs.n
@@ -256,12 +270,27 @@ class JSCNAAD(Scheme):
             kept_v = torch.where(torch.isinf(v), torch.full_like(v, float("nan")), v)
             starts = [dnsc.start_step(schedule, float(m)) if math.isfinite(m) else schedule.num_steps - 1
                       for m in kept_v.nanmedian(-1).values.tolist()]
+        if t_limit is not None:
+            extra["clamped_fraction"] = float(np.mean([t >= t_limit for t in starts]))
+            starts = [min(t, t_limit - 1) for t in starts]
         xhat = obs.xhat.to(obs.zhat.device)
         x = torch.empty_like(xhat)
+        power = self._data_power(obs)
         for t, idx in by_step(starts):
-            x[idx] = matched_start(lin.take(idx), xhat[idx], schedule, t, "x", gen)
+            x[idx] = matched_start(lin.take(idx), xhat[idx], schedule, t, "x", gen,
+                                   power[idx.to(power.device)] if torch.is_tensor(power) else power)
         extra["start_step"] = float(np.mean(starts))
         return x, starts, extra
+
+    @staticmethod
+    def _prior_domain(lin, obs):
+        """The observation of the prior's own variable: the unit-variance latent (lin as is)."""
+        return lin
+
+    @staticmethod
+    def _data_power(obs):
+        """The prior variable's mean square per real dimension: 1 (unit-variance latents)."""
+        return 1.0
 
     @staticmethod
     def _kept(obs, g_th) -> torch.Tensor:
@@ -275,17 +304,16 @@ class JSCNAAD(Scheme):
         erased = torch.from_numpy(np.stack([unpack_mask(m, obs.k) for m in masks]))
         return ~erased.to(obs.h.device)
 
-    def _steps(self, models, vae, opt, schedule, x, first_eps, t, rms, s_max, gen) -> torch.Tensor:
-        """S_j (N, 64) for the images starting at t: uniform s_max, or eq. 11 on the importance of
-        the classifier's attention on the VAE-decoded Tweedie estimate (random: those counts on
+    def _steps(self, models, vae, opt, schedule, x, first_eps, t, rms, s_max, gen, tokens) -> torch.Tensor:
+        """S_j (N, tokens) for the images starting at t: uniform s_max, or eq. 11 on the importance
+        of the classifier's attention on the Tweedie estimate's image (random: those counts on
         randomly permuted patches)."""
         from ..core.data import to_tensor
         from ..diffusion import jscna
-        n, tokens = x.shape[0], models.prior(vae_prior_name(vae)).cfg.tokens
+        n = x.shape[0]
         if opt["adaptive"] == "off":
             return torch.full((n, tokens), s_max, dtype=torch.long)
-        x0 = schedule.tweedie_x0(x, t, first_eps)
-        images = models.decode(vae, (LATENT_SCALE * x0.float().cpu() * rms[:, None]).numpy(), 0.0)
+        images = self._estimate_images(models, vae, schedule.tweedie_x0(x, t, first_eps), rms)
         classifier = models.model(classifier_name("cifar10"), "classifier")
         device = next(classifier.parameters()).device
         attention = classifier.forward_features(to_tensor(images).to(device))["attention_weights"]
@@ -297,6 +325,11 @@ class JSCNAAD(Scheme):
             perm = torch.stack([torch.randperm(tokens, generator=gen) for _ in range(n)])
             steps = steps.gather(1, perm)
         return steps
+
+    @staticmethod
+    def _estimate_images(models, vae, x0, rms) -> np.ndarray:
+        """uint8 images (N, H, W, C) of prior-domain estimates x0: the VAE decoder's."""
+        return models.decode(vae, (LATENT_SCALE * x0.float().cpu() * rms[:, None]).numpy(), 0.0)
 
     @staticmethod
     def _eps_tokens(prior):

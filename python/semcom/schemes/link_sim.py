@@ -125,6 +125,14 @@ def interferer_symbols(backend, interferer_model, interferer_images, snr_db, sin
     return to_symbols(torch.from_numpy(backend.encode(interferer_model, interferer_images, snr_db)))[0]
 
 
+def check_interferer_length(u, z, interferer_model, scheme):
+    """ValueError unless the interferer sends as many symbols per image as the scheme."""
+    if u is not None and u.shape[-1] != z.shape[-1]:
+        raise ValueError(f"the interferer {interferer_model} sends {u.shape[-1]} symbols per image, scheme "
+                         f"{scheme!r} {z.shape[-1]}: give an interferer model of k = {z.shape[-1]} or no "
+                         "interferer (SINR inf)")
+
+
 def equalized_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db, user_model,
                     interferer_model, coherence_len=1, generator=None, scheme="mmse", tx_seed=0, options=None,
                     csit_delay=0, csit_error=0.0):
@@ -156,6 +164,7 @@ def equalized_batch(backend, images, interferer_images, channel_type, snr_db, si
     sent = backend.transmit(scheme, images, tx)
     z = sent.symbols
     u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
+    check_interferer_length(u, z, interferer_model, scheme)
     if draw is None:
         draw = draw_channel(z.shape, channel_type, coherence_len, generator, z.dtype)
     ch = apply_channel(z, u, draw, link_powers(snr_db, sinr_db))
@@ -198,6 +207,7 @@ def ofdm_batch(backend, images, interferer_images, channel_type, snr_db, sinr_db
                                                              options=dict(receiver_options or {}), sinr_db=sinr_db))
     z = sent.symbols
     u = interferer_symbols(backend, interferer_model, interferer_images, snr_db, sinr_db)
+    check_interferer_length(u, z, interferer_model, scheme)
     frames = send_frames(z.numpy(), None if u is None else u.numpy(), snr_db, sinr_db, phy.channel, phy.csi, rng, scheme_id(scheme))
     received = np.array([i for i, f in enumerate(frames) if f is not None], int)
     z, frames = z[received], [frames[i] for i in received]
