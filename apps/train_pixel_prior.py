@@ -37,11 +37,11 @@ from tqdm import tqdm
 
 from gnuradio.semcom.core.checkpoint import load_checkpoint, save_checkpoint
 from gnuradio.semcom.core.cli import ArgumentParser, check_out_path, run_main
-from gnuradio.semcom.core.data import DataError, load_checked_sets, to_tensor
+from gnuradio.semcom.core.data import DataError, load_checked_sets
 from gnuradio.semcom.core.lr_schedule import epoch_schedule
 from gnuradio.semcom.core.resume import Run, check_resume, ema_update
 from gnuradio.semcom.diffusion.dit import LINEAR_SCHEDULE, schedule_from_data
-from gnuradio.semcom.diffusion.pixel_prior import KIND, PixelPrior, PixelPriorConfig
+from gnuradio.semcom.diffusion.pixel_prior import KIND, PixelPrior, PixelPriorConfig, to_pixels
 from gnuradio.semcom.diffusion.prior_eval import evaluate_prior, held_out_eps_losses
 from gnuradio.semcom.nets.cdiff import UNetConfig, count_parameters
 
@@ -89,11 +89,6 @@ def parse_args(argv=None):
     return args
 
 
-def flat(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> (N, C*H*W) channel-major in [-1, 1]."""
-    return (to_tensor(images) * 2 - 1).reshape(len(images), -1)
-
-
 def eps_loss(model, schedule, x0, t_max, gen):
     t = torch.randint(0, t_max, (x0.shape[0],), generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
@@ -137,13 +132,13 @@ def main(argv=None):
     history, log = run.history, run.log
     if run.first == 1:
         t0 = time.time()
-        model.fit_base(flat(images))
+        model.fit_base(to_pixels(images))
         ema.load_state_dict(model.state_dict())
         log(f"train_pixel_prior: {command}")
         log(f"  U-Net dim {args.dim} mults {args.mults}: {count_parameters(model.unet):,} parameters; stationary "
             f"Gaussian base fitted in {time.time() - t0:.0f} s; "
             f"train {args.train_data} ({n} images), t < {args.t_max}, {steps_per_epoch} steps/epoch x {args.epochs}")
-    x_monitor = flat(sets["monitor"].images)
+    x_monitor = to_pixels(sets["monitor"].images)
     last = args.epochs if not args.stop_after else min(args.epochs, run.first - 1 + args.stop_after)
     bar = tqdm(total=total, initial=run.step, disable=args.no_progress, unit="step")
     for epoch in range(run.first, last + 1):
@@ -152,7 +147,7 @@ def main(argv=None):
         losses, t_epoch = [], time.time()
         for s in range(steps_per_epoch):
             index = np.sort(perm[s * args.batch_size:(s + 1) * args.batch_size].numpy())
-            x = flat(images[index]).reshape(-1, 3, 32, 32)
+            x = to_pixels(images[index]).reshape(-1, 3, 32, 32)
             flip = torch.rand(len(x), generator=gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x).reshape(len(x), -1)
             loss = eps_loss(model, schedule, x, args.t_max, gen)
@@ -185,7 +180,7 @@ def main(argv=None):
         return 0
     t1 = time.time()
     with torch.no_grad():
-        result = evaluate_prior(ema, ema.base_eps, flat(sets["evaluation"].images), schedule,
+        result = evaluate_prior(ema, ema.base_eps, to_pixels(sets["evaluation"].images), schedule,
                                 draws=args.eval_draws, seed=args.seed, t_max=args.t_max)
     log(f"held-out ({args.eval_data}, {args.eval_draws} draws, t < {args.t_max}): prior {result['loss_prior']:.5f}, "
         f"Gaussian {result['loss_gaussian']:.5f}, difference {result['difference']:+.5f} +- {result['difference_se']:.5f}")

@@ -182,9 +182,10 @@ class PixelPrior(nn.Module):
 
     # ---- the network
     def check_step(self, t):
-        if int(torch.as_tensor(t).max()) >= self.cfg.t_max:
+        latest = int(torch.as_tensor(t).max())
+        if latest >= self.cfg.t_max:
             raise ValueError(f"the pixel prior was trained on steps t < {self.cfg.t_max}; step "
-                             f"{int(torch.as_tensor(t).max())} asked (an SNR below what it serves)")
+                             f"{latest} asked (an SNR below what it serves)")
 
     def residual_image(self, x_img: torch.Tensor, t) -> torch.Tensor:
         """r_theta on images (N, 3, h, w) of any size whose sides halve at every resolution but
@@ -214,6 +215,19 @@ class PixelPrior(nn.Module):
         return x.reshape(n, c * h * w)
 
 
+def to_pixels(images) -> torch.Tensor:
+    """uint8 images (N, H, W, C) -> (N, C*H*W) channel-major in [-1, 1]: the prior's variable
+    (what a pixel-space scheme sends)."""
+    from ..core.data import to_tensor
+    return (to_tensor(images) * 2 - 1).reshape(len(images), -1)
+
+
+def from_pixels(x: torch.Tensor, image_shape=(3, 32, 32)):
+    """to_pixels' inverse: uint8 images (N, H, W, C), rounded and clipped."""
+    from ..core.data import to_uint8
+    return to_uint8((x.float().cpu().reshape(-1, *image_shape) + 1) / 2)
+
+
 def _link(model: PixelPrior, cfg, doc, weights):
     model.attach_schedule(schedule_from_data(doc["schedule"]))
 
@@ -230,7 +244,8 @@ def crop_eps(prior: PixelPrior, x: torch.Tensor, t, active: torch.Tensor, margin
     image: the smallest side in `sides` (pixels) holding the active patches' bounding box grown
     by `margin` patches, placed inside the image; images with the same side go in one call.
     The base is exact everywhere; the network's output is read on active patches only (others
-    are zero). Rows with no active patch take no call. t: one step, or one per image (N,)."""
+    are zero). Rows with no active patch take no call. t: one step, or one per image (N,).
+    sides=(32,) (the image's side): the network on whole images, read on the active patches."""
     c, h, w = prior.cfg.image_shape
     grid_w = w // PATCH
     n = x.shape[0]

@@ -10,7 +10,7 @@ from ..core.checkpoint import load_checkpoint
 from ..core.data import to_tensor, to_uint8
 from ..core.models import checkpoint_for
 from ..nets.cdiff import CDiffSystem, encode_images
-from ..diffusion.pixel_prior import PixelPrior
+from ..diffusion.pixel_prior import PixelPrior, from_pixels, to_pixels
 from ..nets.kl_vae import KLVAE
 
 
@@ -73,7 +73,7 @@ class LocalBackend:
         if isinstance(model, KLVAE):
             return model.encode(x).reshape(len(x), -1).float().cpu().numpy()
         if isinstance(model, PixelPrior):   # pixel-space schemes send the pixels: the identity "code"
-            return (x * 2 - 1).reshape(len(x), -1).float().cpu().numpy()
+            return to_pixels(images).numpy()
         if isinstance(model, CDiffSystem):
             return encode_images(model, x).float().cpu().numpy()
         return model.encode(x, float(snr_db)).float().cpu().numpy()
@@ -93,7 +93,7 @@ class LocalBackend:
         if isinstance(model, KLVAE):
             return to_uint8(model.decode(x.reshape(len(x), *cfg.latent_shape)).cpu())
         if isinstance(model, PixelPrior):
-            return to_uint8((x.reshape(len(x), *cfg.image_shape).cpu() + 1) / 2)
+            return from_pixels(x, cfg.image_shape)
         return to_uint8(model.decode(x, float(snr_db)).cpu())
 
     # ---- what schemes call besides encode and decode (schemes.base: `models`)

@@ -133,13 +133,9 @@ class JSCNAADPixel(JSCNAAD):
         return self._result(prior.from_tokens(x0), float(nfe.mean()), extra)
 
     @staticmethod
-    def _images(x) -> np.ndarray:
-        """uint8 images (N, 32, 32, 3) of pixels x (N, 3072) in [-1, 1] (LocalBackend.decode's map)."""
-        from ..core.data import to_uint8
-        return to_uint8((x.float().cpu().reshape(-1, 3, 32, 32) + 1) / 2)
-
-    def _result(self, x, nfe, extra) -> Result:
-        return Result(images=self._images(x), latents=None, nfe=nfe, extra=extra)
+    def _result(x, nfe, extra) -> Result:
+        from ..diffusion.pixel_prior import from_pixels
+        return Result(images=from_pixels(x), latents=None, nfe=nfe, extra=extra)
 
     # -- parts
     def _prior_domain(self, lin, obs):
@@ -171,27 +167,23 @@ class JSCNAADPixel(JSCNAAD):
         draw = abar.sqrt() * mean + (abar * var + 1 - abar).sqrt() * noise
         return torch.where(erased, draw, x)
 
-    def _estimate_images(self, models, prior, x0, rms) -> np.ndarray:
-        return self._images(x0)   # the estimate is the image: no decoder
+    @staticmethod
+    def _estimate_images(models, prior, x0, rms) -> np.ndarray:
+        from ..diffusion.pixel_prior import from_pixels
+        return from_pixels(x0)   # the estimate is the image: no decoder
 
     @staticmethod
     def _pixel_eps(prior, crop, counter):
         """eps of the active patches: the Gaussian base everywhere (closed form) plus the U-Net's
-        residual, on a crop around them (crop=on) or the whole image; `counter["pixels"]` adds up
-        the pixels the network ran on per image."""
+        residual, on a crop around them (crop=on) or on the whole image (crop=off: the only
+        crop side allowed is the image's); `counter["pixels"]` adds up the pixels the network
+        ran on per image."""
         from ..diffusion.pixel_prior import crop_eps
+        c, h, w = prior.cfg.image_shape
+        sides = {} if crop == "on" else {"sides": (max(h, w),)}
 
         def eps_tokens(x_tokens, t, active):
-            x = prior.from_tokens(x_tokens)
-            if crop == "on":
-                out, pixels = crop_eps(prior, x, t, active)
-            else:
-                rows = active.any(1)
-                out = torch.zeros_like(x_tokens)
-                if bool(rows.any()):
-                    e = prior(x[rows], torch.as_tensor(t, device=x.device).reshape(-1).expand(len(x))[rows])
-                    out[rows] = torch.where(active[rows][..., None], prior.to_tokens(e), 0.0)
-                pixels = rows.float() * prior.cfg.dim / 3
+            out, pixels = crop_eps(prior, prior.from_tokens(x_tokens), t, active, **sides)
             counter["pixels"] += pixels.cpu()
             return out
         return eps_tokens
